@@ -1,0 +1,50 @@
+"""
+Packaging for WebWire for Twisted.
+
+``twisted.plugins`` is listed by hand: it must not have an ``__init__.py``
+(Twisted would skip it), so ``find_packages`` cannot see it.
+"""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', (HERE / "webwire" / "_version.py").read_text()
+).group(1)
+
+setup(
+    name="webwire",
+    version=VERSION,
+    description="WebWire 2.0 binary messaging over WebSockets, for Twisted.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["webwire", "webwire.*"]) + ["twisted.plugins"],
+    package_data={"webwire": ["py.typed"]},
+    install_requires=[
+        "Twisted[tls]>=26.10",
+        "autobahn[twisted]>=26.10.2",
+        "zope.interface>=8",
+        "attrs",
+    ],
+    extras_require={
+        "test": ["hypothesis"],
+        "dev": [
+            "hypothesis",
+            "mypy>=2.4,<2.5",
+            "mypy-zope==1.0.17",
+            "ruff",
+            "towncrier",
+            "coverage",
+        ],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+    ],
+)

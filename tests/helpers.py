@@ -1,0 +1,232 @@
+"""
+Test support: a WebWire server on a real loopback socket and a raw client
+that sends exact bytes and records exact bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IListeningPort, IReactorTime, ITCPTransport
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from webwire.interfaces import IWebWireServer
+from webwire.options import ServerOptions
+from webwire.server import WebWireServerFactory, WebWireServerProtocol
+
+DEFAULT_ACCEPT_CONF = bytes.fromhex("17 02 00 60 EA 00 00 00 20 00 00")
+
+
+def h(text: str) -> bytes:
+    """Bytes from hex, ignoring spaces."""
+    return bytes.fromhex(text.replace(" ", ""))
+
+
+def ident(n: int) -> bytes:
+    """The Go client's identifier of its n-th request."""
+    return n.to_bytes(8, "little")
+
+
+class RawClientProtocol(WebSocketClientProtocol):
+    """
+    A WebSocket client that sends whatever it is given and records every
+    message it receives, in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[bytes] = []
+        self.textReceived: list[str] = []
+        self._waiters: list[tuple[int, Deferred[list[bytes]]]] = []
+        self.closed: Deferred[tuple[bool, int | None, str | None]] = Deferred()
+        self.closeCode: int | None = None
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if not isBinary:
+            self.textReceived.append(payload.decode("utf-8"))
+            return
+        self.received.append(payload)
+        ready = [(n, d) for n, d in self._waiters if len(self.received) >= n]
+        self._waiters = [(n, d) for n, d in self._waiters if len(self.received) < n]
+        for n, d in ready:
+            d.callback(self.received[:n])
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.closeCode = code
+        if not self.closed.called:
+            self.closed.callback((wasClean, code, reason))
+
+    def send(self, *messages: bytes) -> None:
+        """Send each of C{messages} as one binary WebSocket message."""
+        for message in messages:
+            self.sendMessage(message, isBinary=True)
+
+    def receivedCount(self, n: int) -> Deferred[list[bytes]]:
+        """Fire with the first C{n} messages once that many have arrived."""
+        d: Deferred[list[bytes]] = Deferred()
+        if len(self.received) >= n:
+            d.callback(self.received[:n])
+        else:
+            self._waiters.append((n, d))
+        return d
+
+    async def message(self, index: int) -> bytes:
+        """The message at C{index} (0 is AcceptConf), once it arrived."""
+        return (await self.receivedCount(index + 1))[index]
+
+    async def roundTrip(self, message: bytes) -> bytes:
+        """Send C{message} and return the next message that arrives."""
+        index = len(self.received)
+        self.send(message)
+        return await self.message(index)
+
+
+class LoopbackServer:
+    """
+    A L{WebWireServerFactory} listening on 127.0.0.1 with a free port, and
+    the clients connected to it. Everything is shut down and waited for at
+    the end of the test.
+    """
+
+    def __init__(
+        self,
+        testCase: TestCase,
+        application: IWebWireServer,
+        options: ServerOptions | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.testCase = testCase
+        self.factory = WebWireServerFactory(
+            application, options, reactor=clock if clock is not None else reactor
+        )
+        self.port: IListeningPort = reactor.listenTCP(
+            0, self.factory, interface="127.0.0.1"
+        )
+        self.portNumber: int = self.port.getHost().port  # type: ignore[attr-defined]
+        self.clients: list[RawClientProtocol] = []
+        testCase.addCleanup(self.stop)
+
+    async def connect(self, path: str = "/") -> RawClientProtocol:
+        """Connect a raw client and wait for its WebSocket handshake."""
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{self.portNumber}{path}")
+        factory.protocol = RawClientProtocol
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.portNumber)
+        client = cast(RawClientProtocol, await endpoint.connect(factory))
+        self.clients.append(client)
+        await client.is_open
+        return client
+
+    async def connectAccepted(self, path: str = "/") -> RawClientProtocol:
+        """Connect a raw client and wait for (and check) AcceptConf."""
+        client = await self.connect(path)
+        self.testCase.assertEqual(await client.message(0), DEFAULT_ACCEPT_CONF)
+        return client
+
+    def serverProtocols(self) -> list[WebWireServerProtocol]:
+        """The server's protocols of the connections that are open."""
+        return [p for p in self.factory._protocols if not p._disconnected]
+
+    async def stop(self) -> None:
+        """Shut down, wait for every connection to close, stop listening."""
+        shutdown = self.factory.shutdown()
+        for protocol in list(self.factory._protocols):
+            protocol._cancelHandlers()
+        await shutdown
+        for client in self.clients:
+            if client.state != client.STATE_CLOSED:
+                client.dropConnection(abort=True)
+        await DeferredList([c.closed for c in self.clients])
+        await maybeDeferred(self.port.stopListening)
+
+
+class WatchedClock(Clock):
+    """
+    A L{Clock} that tells when something is scheduled on it, so a test can
+    wait for a server-side timer to exist before advancing time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters: list[tuple[int, Deferred[None]]] = []
+
+    def callLater(self, delay: float, callable: Any, *args: Any, **kw: Any) -> Any:
+        call = super().callLater(delay, callable, *args, **kw)
+        self._wake()
+        return call
+
+    def _wake(self) -> None:
+        count = len(self.getDelayedCalls())
+        ready = [d for n, d in self._waiters if count >= n]
+        self._waiters = [(n, d) for n, d in self._waiters if count < n]
+        for d in ready:
+            # On a later reactor turn: never re-enter the code that scheduled.
+            reactor.callLater(0, d.callback, None)
+
+    def pending(self, count: int = 1) -> Deferred[None]:
+        """Fire once at least C{count} calls are scheduled."""
+        d: Deferred[None] = Deferred()
+        self._waiters.append((count, d))
+        self._wake()
+        return d
+
+    async def runUntil(self, result: Deferred[Any], step: float) -> Any:
+        """
+        Advance by C{step} whenever something is scheduled, until C{result}
+        fires; return its result.
+        """
+        while not result.called:
+            await DeferredList([self.pending(), result], fireOnOneCallback=True)
+            self.advance(step)
+        return await result
+
+
+class _HTTPRecorder(Protocol):
+    def __init__(self, request: bytes, untilHeaders: bool) -> None:
+        self.request = request
+        self.untilHeaders = untilHeaders
+        self.data = b""
+        self.done: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if self.untilHeaders and b"\r\n\r\n" in self.data:
+            cast(ITCPTransport, self.transport).abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.done.callback(self.data)
+
+
+UPGRADE_REQUEST = (
+    b"GET / HTTP/1.1\r\n"
+    b"Host: 127.0.0.1\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def rawHTTP(
+    port: int, request: bytes = UPGRADE_REQUEST, untilHeaders: bool = False
+) -> bytes:
+    """
+    Send raw bytes to C{port} and return everything the server sends back
+    before it closes the connection (or, with C{untilHeaders}, up to the end
+    of the response headers, after which the connection is aborted).
+    """
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    recorder = _HTTPRecorder(request, untilHeaders)
+    factory: Any = Factory.forProtocol(lambda: recorder)
+    await endpoint.connect(factory)
+    return await recorder.done

@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.test_conformance -*-
+"""
+The conformance application: a WebWire application whose behaviour is
+defined exactly, so that any WebWire client can be checked against it.
+
+It is what C{twistd webwire} serves when no C{--app} is given, and what the
+end-to-end tests drive. Requests (names and payloads as sent):
+
+  - C{""}, C{echo}, C{oddecho}: reply with the request's payload in the
+    request's encoding;
+  - C{echo-binary}: the same bytes as a binary reply;
+  - C{error}: error reply C{TEST_ERROR} / C{test error};
+  - C{internal}: the handler raises L{DeliberateInternalError}, so the client
+    gets an internal-error reply (and the server logs the traceback);
+  - C{login}: needs sessions; until the server has them, error
+    C{SESSIONS_UNAVAILABLE};
+  - C{whoami}: UTF-8 reply with the connection's session key, or empty;
+  - C{logout}: closes the connection's session if there is one, then an
+    empty binary reply;
+  - C{sleep}: payload = decimal milliseconds 0..30000 as text; waits that
+    long without blocking anything, then echoes; anything else is error
+    C{BAD_REQUEST};
+  - C{signal-me} / C{signal-odd}: first send signal C{ping} / C{odd} with the
+    request's payload and encoding, then echo;
+  - anything else: error C{UNKNOWN_REQUEST} / C{unknown request: <name>}.
+
+Signals: C{echo-signal} is answered with signal C{echoed} carrying the same
+payload and encoding; other signals are ignored.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+
+from webwire import wire
+from webwire.application import Application
+from webwire.errors import RequestError
+from webwire.interfaces import IConnection, RequestResult
+
+__all__ = ["ConformanceApplication", "DeliberateInternalError", "makeApplication"]
+
+MAX_SLEEP_MS = 30_000
+
+
+class DeliberateInternalError(Exception):
+    """
+    Raised by the C{internal} request to exercise internal-error replies.
+    """
+
+
+def _echo(request: wire.Request) -> wire.Payload:
+    return wire.Payload(request.payload, request.encoding)
+
+
+class ConformanceApplication(Application):
+    """
+    The conformance application (see the module docstring).
+    """
+
+    def __init__(self, reactor: IReactorTime | None = None) -> None:
+        """
+        :param reactor: What C{sleep} waits with; the global reactor if
+            omitted.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self._reactor = reactor
+
+    def onRequest(
+        self, connection: IConnection, request: wire.Request
+    ) -> RequestResult:
+        name = request.name
+        if name in ("", "echo", "oddecho"):
+            return _echo(request)
+        if name == "echo-binary":
+            return request.payload
+        if name == "error":
+            raise RequestError("TEST_ERROR", "test error")
+        if name == "internal":
+            raise DeliberateInternalError("deliberate internal error")
+        if name == "login":
+            raise RequestError("SESSIONS_UNAVAILABLE", "sessions are not available")
+        if name == "whoami":
+            return ""
+        if name == "logout":
+            return None
+        if name == "sleep":
+            return self._sleep(request)
+        if name == "signal-me":
+            connection.signal("ping", _echo(request))
+            return _echo(request)
+        if name == "signal-odd":
+            connection.signal("odd", _echo(request))
+            return _echo(request)
+        return super().onRequest(connection, request)
+
+    def onSignal(self, connection: IConnection, signal: wire.Signal) -> None:
+        if signal.name == "echo-signal":
+            connection.signal("echoed", wire.Payload(signal.payload, signal.encoding))
+
+    def _sleep(self, request: wire.Request) -> Deferred[wire.Payload]:
+        try:
+            text = request.text()
+        except UnicodeDecodeError:
+            raise RequestError("BAD_REQUEST", "sleep needs a number") from None
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_SLEEP_MS:
+            raise RequestError(
+                "BAD_REQUEST",
+                f"sleep needs whole milliseconds from 0 to {MAX_SLEEP_MS}",
+            )
+        return deferLater(self._reactor, int(text) / 1000, _echo, request)
+
+
+def makeApplication() -> ConformanceApplication:
+    """
+    Build the conformance application on the global reactor: the default
+    C{--app} of C{twistd webwire}.
+    """
+    return ConformanceApplication()

@@ -1,0 +1,107 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+What an application's hooks hold: one client connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+import attr
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
+from zope.interface import implementer
+
+from webwire import wire
+from webwire.interfaces import IConnection, IHandshakeRequest
+
+__all__ = ["Connection", "HandshakeRequest"]
+
+
+@implementer(IHandshakeRequest)
+@attr.s(frozen=True, auto_attribs=True)
+class HandshakeRequest:
+    """
+    The HTTP request that opened a WebSocket connection (see
+    L{IHandshakeRequest}).
+    """
+
+    path: str
+    host: str
+    headers: Mapping[str, str]
+    params: Mapping[str, list[str]]
+    origin: str | None
+
+
+class _Channel(Protocol):
+    """
+    What a L{Connection} needs from the protocol that owns it.
+    """
+
+    @property
+    def isActive(self) -> bool: ...
+
+    @property
+    def messageBufferSize(self) -> int: ...
+
+    def sendSignal(self, data: bytes) -> None: ...
+
+    def closeGracefully(self, code: int, reason: str) -> Deferred[None]: ...
+
+
+@implementer(IConnection)
+class Connection:
+    """
+    One client connection (see L{IConnection}).
+
+    Created by the server for each connection; applications do not
+    instantiate it.
+    """
+
+    def __init__(
+        self,
+        channel: _Channel,
+        peer: IAddress,
+        request: IHandshakeRequest,
+        creation: datetime,
+    ) -> None:
+        self._channel = channel
+        self.peer = peer
+        self.request = request
+        self.creation = creation
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.peer}>"
+
+    @property
+    def isActive(self) -> bool:
+        """C{True} until the connection starts closing."""
+        return self._channel.isActive
+
+    def signal(
+        self,
+        name: str = "",
+        payload: wire.PayloadLike = None,
+        encoding: wire.Encoding | None = None,
+    ) -> None:
+        """
+        Send a signal to the client at once (see L{IConnection.signal}).
+        """
+        if encoding is not None and isinstance(payload, str):
+            body = wire.Payload.fromText(payload, encoding)
+        else:
+            body = wire.Payload.coerce(payload)
+            if encoding is not None:
+                body = wire.Payload(body.data, encoding)
+        data = wire.encodeSignal(
+            name, body.data, body.encoding, self._channel.messageBufferSize
+        )
+        self._channel.sendSignal(data)
+
+    def close(self) -> Deferred[None]:
+        """
+        Close the connection gracefully (see L{IConnection.close}).
+        """
+        return self._channel.closeGracefully(1000, "")

@@ -1,0 +1,111 @@
+# -*- test-case-name: tests.test_options -*-
+"""
+The server's settings, checked once, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webwire import wire
+
+__all__ = ["ServerOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """
+    How a WebWire server treats its connections.
+
+    The defaults are those of the original Go server where the protocol
+    fixes them (read timeout, message buffer size, no sub-protocol), because
+    clients check them when they connect.
+
+    :ivar readTimeout: Seconds of client silence after which the server drops
+        the connection; advertised to clients, which send heartbeats after
+        0.75 of it. Time that a connection spends waiting for its own
+        handlers (at the concurrency limit) does not count.
+    :ivar messageBufferSize: The largest message in bytes, in both
+        directions (minimum 32). Clients compare it with their own setting.
+    :ivar subProtocol: The WebWire sub-protocol name advertised in
+        AcceptConf (not the WebSocket sub-protocol header), or C{None}.
+    :ivar concurrency: How many handlers (requests and signals) of one
+        connection may run at once: 1 runs them strictly one after another
+        with replies in request order; C{None} means no limit. At the limit
+        the server stops reading from that connection until a handler
+        finishes, so nothing is dropped.
+
+        The default is 64: clients match replies by identifier, so running
+        requests concurrently is what they expect (a slow request must not
+        hold up the others), while a bound keeps one client from piling up
+        unlimited work on the server.
+    :ivar maxSendBuffer: Bytes the server may queue for a client that does
+        not read, on top of the transport's own 64 KiB. While the transport
+        is congested the server stops reading requests from that client;
+        when signals push the queue past this bound the connection is
+        aborted and a warning logged.
+    :ivar shutdownTimeout: Seconds a graceful shutdown waits for running
+        handlers before cancelling them (each cancelled request is answered
+        with an internal-error reply); C{None} waits for ever.
+    :ivar openHandshakeTimeout: Seconds a client has to complete the
+        WebSocket opening handshake.
+    :ivar maxConnections: Connections served at once; more are refused with
+        HTTP 503. 0 means no limit.
+    """
+
+    readTimeout: float = wire.DEFAULT_READ_TIMEOUT_MS / 1000
+    messageBufferSize: int = wire.DEFAULT_MESSAGE_BUFFER_SIZE
+    subProtocol: str | None = None
+    concurrency: int | None = 64
+    maxSendBuffer: int = 1024 * 1024
+    shutdownTimeout: float | None = 30.0
+    openHandshakeTimeout: float = 5.0
+    maxConnections: int = 0
+
+    def __post_init__(self) -> None:
+        readTimeoutMs = round(self.readTimeout * 1000)
+        if not 1 <= readTimeoutMs <= 0xFFFFFFFF:
+            raise ValueError(
+                f"readTimeout must be from 0.001 to {0xFFFFFFFF / 1000} seconds, "
+                f"not {self.readTimeout}"
+            )
+        if not wire.MIN_MESSAGE_BUFFER_SIZE <= self.messageBufferSize <= 0xFFFFFFFF:
+            raise ValueError(
+                f"messageBufferSize must be at least {wire.MIN_MESSAGE_BUFFER_SIZE} "
+                f"bytes, not {self.messageBufferSize}"
+            )
+        if self.subProtocol is not None and len(self.subProtocol.encode()) > (
+            self.messageBufferSize - 11
+        ):
+            raise ValueError("subProtocol does not fit in the message buffer size")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(
+                f"concurrency must be at least 1 (or None for no limit), "
+                f"not {self.concurrency}"
+            )
+        if self.maxSendBuffer < 0:
+            raise ValueError(
+                f"maxSendBuffer must not be negative: {self.maxSendBuffer}"
+            )
+        if self.shutdownTimeout is not None and self.shutdownTimeout < 0:
+            raise ValueError(
+                f"shutdownTimeout must not be negative: {self.shutdownTimeout}"
+            )
+        if self.openHandshakeTimeout <= 0:
+            raise ValueError(
+                f"openHandshakeTimeout must be positive: {self.openHandshakeTimeout}"
+            )
+        if self.maxConnections < 0:
+            raise ValueError(
+                f"maxConnections must not be negative: {self.maxConnections}"
+            )
+
+    def acceptConf(self) -> bytes:
+        """
+        Encode the AcceptConf message these options advertise.
+        """
+        return wire.encodeAcceptConf(
+            round(self.readTimeout * 1000),
+            self.messageBufferSize,
+            self.subProtocol.encode() if self.subProtocol else None,
+        )

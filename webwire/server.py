@@ -1,0 +1,800 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+The WebWire server: an Autobahn WebSocket server factory and its protocol.
+
+A L{WebWireServerFactory} serves one application (an L{IWebWireServer}) on
+any number of listening ports. Each connection gets a
+L{WebWireServerProtocol}, which
+
+  - sends AcceptConf as its first message and then calls the application's
+    C{onClientConnected}, reading nothing until that returns;
+  - parses every binary message with L{webwire.wire.parse} and dispatches
+    requests and signals to the application, at most
+    L{ServerOptions.concurrency} at a time per connection;
+  - turns every handler outcome into exactly one reply: a value becomes a
+    reply, L{RequestError} an error reply, anything else an internal-error
+    reply plus a logged traceback (the exception text never reaches the
+    client);
+  - closes the connection on any malformed message (close code 1002, 1003
+    for text messages, 1009 for oversized ones) after its running handlers
+    have finished, without answering the bad message;
+  - drops the connection when the client stays silent for the read timeout.
+
+Flow control: one method, C{_updateReading}, decides whether the transport
+reads. It stops reading while the application's connect hook runs, while the
+connection is at its concurrency limit (messages already read wait in a
+queue, so nothing is dropped), and while the transport's write buffer is
+full because the client does not read. A client that does not read while
+signals keep coming is cut off once L{ServerOptions.maxSendBuffer} more
+bytes are queued.
+
+The read deadline costs O(1) per message: arrival only records the time, and
+a single timer compares it when it fires. Heartbeats do nothing else and are
+never logged.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol, cast
+
+from autobahn.exception import Disconnected as _SocketClosed
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from webwire import wire
+from webwire._version import __version__
+from webwire.connection import Connection, HandshakeRequest
+from webwire.errors import Disconnected, RequestError
+from webwire.interfaces import IConnection, IWebWireServer
+from webwire.options import ServerOptions
+
+__all__ = ["WebWireServerFactory", "WebWireServerProtocol"]
+
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_UNSUPPORTED_DATA: Final = 1003
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL_ERROR: Final = 1011
+
+_HEARTBEAT: Final = wire.encodeHeartbeat()
+
+# Connection states. OPENING lasts until the WebSocket handshake completes;
+# CLOSING from a close request until the running handlers are done.
+_OPENING: Final = "opening"
+_OPEN: Final = "open"
+_CLOSING: Final = "closing"
+_CLOSED: Final = "closed"
+
+
+class _StreamTransport(Protocol):
+    """The parts of a stream transport (TCP, TLS, UNIX) the server uses."""
+
+    def getPeer(self) -> IAddress: ...
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+    def loseConnection(self) -> None: ...
+    def abortConnection(self) -> None: ...
+
+
+def _callHook(hook: Callable[..., object], *args: object) -> Deferred[Any]:
+    """Call an application hook; it may return a value, Deferred or coroutine."""
+    return maybeDeferred(hook, *args)
+
+
+@implementer(IPushProducer)
+class _WriteMonitor:
+    """
+    Registered with the transport, which pauses it while its write buffer is
+    full (the client does not read) and resumes it once the buffer drained.
+    """
+
+    def __init__(self, protocol: WebWireServerProtocol) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol._setWriteCongested(True)
+
+    def resumeProducing(self) -> None:
+        self._protocol._setWriteCongested(False)
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class WebWireServerProtocol(WebSocketServerProtocol):
+    """
+    One WebWire connection on the server (see the module docstring).
+
+    Applications never touch the protocol; they get its L{Connection}.
+    """
+
+    _log = Logger()
+    factory: WebWireServerFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connection: Connection | None = None
+        self._state = _OPENING
+        self._handshake: HandshakeRequest | None = None
+        self._queue: deque[wire.Message] = deque()
+        self._running: set[Deferred[Any]] = set()
+        self._connectHookPending = False
+        self._readStopped = False
+        self._reading = True
+        self._writeCongested = False
+        self._bytesWhileCongested = 0
+        self._lastRead = 0.0
+        self._deadline: IDelayedCall | None = None
+        self._pumping = False
+        self._disconnected = False
+        self._closeCode = CLOSE_NORMAL
+        self._closeReason = ""
+        self._closeWaiters: list[Deferred[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<WebWireServerProtocol {self.peer} {self._state}>"
+
+    @property
+    def _stream(self) -> _StreamTransport:
+        return cast(_StreamTransport, self.transport)
+
+    # What the Connection uses ---------------------------------------------
+
+    @property
+    def isActive(self) -> bool:
+        """C{True} while the connection is open and not closing."""
+        return self._state is _OPEN
+
+    @property
+    def messageBufferSize(self) -> int:
+        """The largest message either side may send."""
+        return self.factory.options.messageBufferSize
+
+    def sendSignal(self, data: bytes) -> None:
+        """
+        Send an encoded signal now.
+
+        :raises Disconnected: If the connection is closed.
+        """
+        if self._state is _CLOSED or self.state != WebSocketProtocol.STATE_OPEN:
+            raise Disconnected(f"connection to {self.peer} is closed")
+        self._write(data)
+
+    def closeGracefully(self, code: int, reason: str) -> Deferred[None]:
+        """
+        Stop starting handlers, let the running ones finish (their replies
+        are sent), then close with C{code}. Messages that wait for a free
+        handler slot, and everything that arrives from now on (but
+        heartbeats), are dropped without reply.
+
+        :returns: A Deferred firing with C{None} once the connection is closed.
+        """
+        if self._disconnected:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._closeWaiters.append(waiter)
+        if self._state is _OPEN:
+            self._state = _CLOSING
+            self._closeCode = code
+            self._closeReason = reason
+            if self._queue:
+                self._log.debug(
+                    "dropping {count} unstarted messages from {peer} on close",
+                    count=len(self._queue),
+                    peer=self.peer,
+                )
+                self._queue.clear()
+            self._updateReading()
+            if not self._running:
+                self._finishClosing()
+        return waiter
+
+    # Autobahn hooks -------------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        if self.factory._shuttingDown:
+            raise ConnectionDeny(
+                ConnectionDeny.SERVICE_UNAVAILABLE, "server shutting down"
+            )
+        self._handshake = HandshakeRequest(
+            path=request.path,
+            host=request.host,
+            headers=dict(request.headers),
+            params=dict(request.params),
+            origin=request.origin,
+        )
+        return None
+
+    def onOpen(self) -> None:
+        factory = self.factory
+        clock = factory.reactor
+        assert self._handshake is not None
+        self._state = _OPEN
+        self.connection = Connection(
+            self,
+            self._stream.getPeer(),
+            self._handshake,
+            datetime.fromtimestamp(clock.seconds(), UTC),
+        )
+        self.sendMessage(factory.acceptConf, isBinary=True)
+        self._stream.registerProducer(_WriteMonitor(self), True)
+        factory._opened(self)
+        self._lastRead = clock.seconds()
+        self._deadline = clock.callLater(
+            factory.options.readTimeout, self._checkDeadline
+        )
+        self._connectHookPending = True
+        hook = _callHook(factory.application.onClientConnected, self.connection)
+        hook.addCallbacks(self._connectHookDone, self._connectHookFailed)
+        self._updateReading()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self._lastRead = self.factory.reactor.seconds()
+        if self._state is not _OPEN:
+            return
+        if not isBinary:
+            self._violation(CLOSE_UNSUPPORTED_DATA, "text message")
+            return
+        if payload == _HEARTBEAT:
+            return
+        try:
+            message = wire.parse(payload)
+        except wire.ProtocolViolation as e:
+            self._violation(CLOSE_PROTOCOL_ERROR, str(e))
+            return
+        if self.factory._shuttingDown:
+            self._dispatch(message)
+        elif self._queue or self._connectHookPending or self._atLimit():
+            self._queue.append(message)
+            self._updateReading()
+        else:
+            self._dispatch(message)
+
+    def onPing(self, payload: bytes) -> None:
+        self._lastRead = self.factory.reactor.seconds()
+        super().onPing(payload)
+
+    def onPong(self, payload: bytes) -> None:
+        self._lastRead = self.factory.reactor.seconds()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._disconnected:
+            return
+        self._disconnected = True
+        opened = self._state is not _OPENING
+        self._state = _CLOSED
+        self._queue.clear()
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        if opened:
+            self.factory._closed(self)
+            why = f"WebSocket closed (code {code}): {reason or 'no reason'}"
+            failure = Failure(ConnectionDone(why) if wasClean else ConnectionLost(why))
+            hook = _callHook(
+                self.factory.application.onClientDisconnected,
+                self.connection,
+                failure,
+            )
+            hook.addErrback(
+                lambda f: self._log.failure(
+                    "onClientDisconnected failed for {peer}", f, peer=self.peer
+                )
+            )
+        waiters, self._closeWaiters = self._closeWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _max_message_size_exceeded(
+        self, messageSize: int, maxSize: int, reason: str
+    ) -> None:
+        """
+        Autobahn's hook for an oversized inbound message: treat it like any
+        other violation (close 1009 once running handlers are done).
+        """
+        self._violation(
+            CLOSE_MESSAGE_TOO_BIG,
+            f"message larger than the message buffer size of {maxSize} bytes",
+        )
+
+    # Dispatch -------------------------------------------------------------
+
+    def _atLimit(self) -> bool:
+        limit = self.factory.options.concurrency
+        return limit is not None and len(self._running) >= limit
+
+    def _dispatch(self, message: wire.Message) -> None:
+        kind = type(message)
+        if kind is wire.Request:
+            assert isinstance(message, wire.Request)
+            if self.factory._shuttingDown:
+                self._sendReply(
+                    self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
+                )
+            else:
+                self._runRequest(message)
+        elif kind is wire.Signal:
+            assert isinstance(message, wire.Signal)
+            if not self.factory._shuttingDown:
+                self._runSignal(message)
+        elif kind is wire.RestoreSession or kind is wire.CloseSession:
+            assert isinstance(message, (wire.RestoreSession, wire.CloseSession))
+            self._sendReply(
+                self._specialReply(
+                    message,
+                    wire.MessageType.REPLY_SHUTDOWN
+                    if self.factory._shuttingDown
+                    else wire.MessageType.REPLY_SESSIONS_DISABLED,
+                )
+            )
+        else:
+            self._log.debug(
+                "ignoring {kind} from {peer}: only servers send it",
+                kind=kind.__name__,
+                peer=self.peer,
+            )
+
+    @staticmethod
+    def _specialReply(
+        message: wire.Request | wire.RestoreSession | wire.CloseSession,
+        kind: wire.MessageType,
+    ) -> bytes:
+        return wire.encodeSpecialReply(kind, message.identifier)
+
+    def _runRequest(self, request: wire.Request) -> None:
+        handler = _callHook(
+            self.factory.application.onRequest, self.connection, request
+        )
+        self._running.add(handler)
+        handler.addCallbacks(
+            self._replyWithResult,
+            self._replyWithFailure,
+            callbackArgs=(request,),
+            errbackArgs=(request,),
+        )
+        handler.addBoth(self._handlerFinished, handler)
+
+    def _runSignal(self, signal: wire.Signal) -> None:
+        handler = _callHook(self.factory.application.onSignal, self.connection, signal)
+        self._running.add(handler)
+        handler.addErrback(self._signalFailed, signal)
+        handler.addBoth(self._handlerFinished, handler)
+
+    def _replyWithResult(self, result: object, request: wire.Request) -> None:
+        def build() -> bytes:
+            payload = wire.Payload.coerce(result)  # type: ignore[arg-type]
+            return wire.encodeReply(
+                request.identifier,
+                payload.data,
+                payload.encoding,
+                self.messageBufferSize,
+            )
+
+        self._sendReply(self._buildReply(request, build, "reply"))
+
+    def _replyWithFailure(self, failure: Failure, request: wire.Request) -> None:
+        error = failure.value
+        if isinstance(error, RequestError):
+
+            def build() -> bytes:
+                assert isinstance(error, RequestError)
+                return wire.encodeErrorReply(
+                    request.identifier,
+                    error.code,
+                    error.message,
+                    self.messageBufferSize,
+                )
+
+            self._sendReply(self._buildReply(request, build, "error reply"))
+            return
+        if isinstance(error, CancelledError):
+            self._log.warn(
+                "request {name!r} from {peer} was cancelled; answering with an "
+                "internal error",
+                name=request.name,
+                peer=self.peer,
+            )
+        else:
+            self._log.failure(
+                "request handler for {name!r} from {peer} failed; answering "
+                "with an internal error",
+                failure,
+                name=request.name,
+                peer=self.peer,
+            )
+        self._sendReply(
+            self._specialReply(request, wire.MessageType.REPLY_INTERNAL_ERROR)
+        )
+
+    def _buildReply(
+        self, request: wire.Request, build: Callable[[], bytes], what: str
+    ) -> bytes:
+        """
+        Encode a reply; if the handler's result cannot be sent, log why and
+        answer with an internal error instead, so that the request is never
+        left without a reply.
+        """
+        try:
+            return build()
+        except (TypeError, wire.InvalidMessage) as e:
+            self._log.error(
+                "{what} to request {name!r} from {peer} cannot be sent "
+                "({error}); answering with an internal error",
+                what=what,
+                name=request.name,
+                peer=self.peer,
+                error=e,
+            )
+        except Exception:
+            self._log.failure(
+                "encoding the {what} to request {name!r} from {peer} failed; "
+                "answering with an internal error",
+                what=what,
+                name=request.name,
+                peer=self.peer,
+            )
+        return self._specialReply(request, wire.MessageType.REPLY_INTERNAL_ERROR)
+
+    def _signalFailed(self, failure: Failure, signal: wire.Signal) -> None:
+        if failure.check(CancelledError):
+            self._log.warn(
+                "signal handler for {name!r} from {peer} was cancelled",
+                name=signal.name,
+                peer=self.peer,
+            )
+        else:
+            self._log.failure(
+                "signal handler for {name!r} from {peer} failed",
+                failure,
+                name=signal.name,
+                peer=self.peer,
+            )
+
+    def _handlerFinished(self, result: object, handler: Deferred[Any]) -> None:
+        self._running.discard(handler)
+        if self._state is _CLOSING and not self._running:
+            self._finishClosing()
+        elif self._disconnected and not self._running:
+            self.factory._forget(self)
+        else:
+            self._pump()
+        if self.factory._draining:
+            self.factory._checkDrained()
+
+    def _pump(self) -> None:
+        """
+        Start queued messages while there are free handler slots.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while (
+                self._queue
+                and self._state is _OPEN
+                and not self._connectHookPending
+                and not self._atLimit()
+            ):
+                self._dispatch(self._queue.popleft())
+        finally:
+            self._pumping = False
+        self._updateReading()
+
+    def _beginShutdown(self) -> None:
+        """
+        The server shuts down: answer what waits in the queue (requests get
+        ReplyShutdown, signals are dropped) and read again, so that new
+        requests are answered at once.
+        """
+        while self._queue:
+            self._dispatch(self._queue.popleft())
+        self._updateReading()
+
+    def _cancelHandlers(self) -> None:
+        for handler in list(self._running):
+            handler.cancel()
+
+    # Sending --------------------------------------------------------------
+
+    def _sendReply(self, data: bytes) -> None:
+        if self._state is _CLOSED or self.state != WebSocketProtocol.STATE_OPEN:
+            self._log.debug(
+                "reply for {peer} dropped: connection closed", peer=self.peer
+            )
+            return
+        try:
+            self._write(data)
+        except Disconnected:
+            pass
+
+    def _write(self, data: bytes) -> None:
+        if self._writeCongested:
+            self._bytesWhileCongested += len(data)
+            if self._bytesWhileCongested > self.factory.options.maxSendBuffer:
+                self._log.warn(
+                    "{peer} does not read: more than {limit} bytes are waiting "
+                    "to be sent; dropping the connection",
+                    peer=self.peer,
+                    limit=self.factory.options.maxSendBuffer,
+                )
+                self._abort()
+                raise Disconnected(f"connection to {self.peer} dropped: not reading")
+        try:
+            self.sendMessage(data, isBinary=True)
+        except _SocketClosed as e:
+            raise Disconnected(f"connection to {self.peer} is closed") from e
+
+    def _setWriteCongested(self, congested: bool) -> None:
+        self._writeCongested = congested
+        if not congested:
+            self._bytesWhileCongested = 0
+        self._updateReading()
+
+    # Reading, deadlines and closing ---------------------------------------
+
+    def _waitingOnHandlers(self) -> bool:
+        return self._state is _OPEN and (
+            self._connectHookPending or bool(self._queue) or self._atLimit()
+        )
+
+    def _updateReading(self) -> None:
+        """
+        Pause or resume reading from the transport, as the connection's state
+        asks for; the single place that decides it.
+        """
+        if self._state is _CLOSED:
+            return
+        shouldRead = not (
+            self._readStopped or self._writeCongested or self._waitingOnHandlers()
+        )
+        if shouldRead is self._reading:
+            return
+        self._reading = shouldRead
+        if shouldRead:
+            self._lastRead = self.factory.reactor.seconds()
+            self._stream.resumeProducing()
+        else:
+            self._stream.pauseProducing()
+
+    def _checkDeadline(self) -> None:
+        self._deadline = None
+        if self._state is _CLOSED:
+            return
+        timeout = self.factory.options.readTimeout
+        now = self.factory.reactor.seconds()
+        if self._waitingOnHandlers():
+            # Time spent waiting on our own handlers does not count.
+            remaining = timeout
+        else:
+            remaining = self._lastRead + timeout - now
+        if remaining > 0:
+            self._deadline = self.factory.reactor.callLater(
+                remaining, self._checkDeadline
+            )
+            return
+        self._log.warn(
+            "no message from {peer} for {timeout} seconds; dropping the connection",
+            peer=self.peer,
+            timeout=timeout,
+        )
+        self._abort()
+
+    def _violation(self, code: int, reason: str) -> None:
+        if self._state is not _OPEN:
+            return
+        self._log.warn(
+            "protocol violation from {peer}: {reason}; closing the connection",
+            peer=self.peer,
+            reason=reason,
+        )
+        self._readStopped = True
+        self.closeGracefully(code, reason)
+
+    def _finishClosing(self) -> None:
+        if self.state == WebSocketProtocol.STATE_OPEN:
+            self.sendCloseFrame(
+                code=self._closeCode,
+                reasonUtf8=self._closeReason.encode("utf-8")[:123] or None,
+            )
+        # Like the original server, close TCP without waiting for the peer's
+        # Close frame: a peer that never answers cannot hold the connection.
+        self._stream.loseConnection()
+
+    def _abort(self) -> None:
+        self._state = _CLOSED
+        self._queue.clear()
+        self._stream.abortConnection()
+
+    # Connect hook ---------------------------------------------------------
+
+    def _connectHookDone(self, result: object) -> None:
+        self._connectHookPending = False
+        self._pump()
+
+    def _connectHookFailed(self, failure: Failure) -> None:
+        self._connectHookPending = False
+        self._log.failure(
+            "onClientConnected failed for {peer}; closing the connection",
+            failure,
+            peer=self.peer,
+        )
+        self.closeGracefully(CLOSE_INTERNAL_ERROR, "internal error")
+
+
+class WebWireServerFactory(WebSocketServerFactory):
+    """
+    Serves one WebWire application; listen with it on any number of ports.
+
+    Upgrades are accepted on any path, without a WebSocket sub-protocol and
+    without compression, as the original server does.
+
+    :ivar application: The L{IWebWireServer} served.
+    :ivar options: The L{ServerOptions} in force.
+    """
+
+    protocol = WebWireServerProtocol  # type: ignore[assignment]
+    _log = Logger()
+
+    def __init__(
+        self,
+        application: IWebWireServer,
+        options: ServerOptions | None = None,
+        *,
+        reactor: IReactorTime | None = None,
+    ) -> None:
+        """
+        :param application: The application; it must provide
+            L{IWebWireServer}.
+        :param options: Server settings; L{ServerOptions} defaults if
+            omitted.
+        :param reactor: What timers (read deadline, shutdown timeout) are
+            scheduled with; the global reactor if omitted.
+        :raises TypeError: If C{application} does not provide
+            L{IWebWireServer}.
+        """
+        if not IWebWireServer.providedBy(application):
+            raise TypeError(f"{application!r} does not provide IWebWireServer")
+        super().__init__(server=f"WebWire/{__version__}", reactor=reactor)
+        self.application = application
+        self.options = options if options is not None else ServerOptions()
+        self.acceptConf = self.options.acceptConf()
+        size = self.options.messageBufferSize
+        self.setProtocolOptions(
+            maxMessagePayloadSize=size,
+            maxFramePayloadSize=size,
+            openHandshakeTimeout=self.options.openHandshakeTimeout,
+            closeHandshakeTimeout=0,
+            maxConnections=self.options.maxConnections,
+            allowedOrigins=["*"],
+            allowNullOrigin=True,
+        )
+        self._protocols: set[WebWireServerProtocol] = set()
+        self._shuttingDown = False
+        self._draining = False
+        self._shutdownTimer: IDelayedCall | None = None
+        self._shutdownWaiters: list[Deferred[None]] = []
+        self._shutdownDone = False
+
+    @property
+    def connections(self) -> list[IConnection]:
+        """The connections that are open now."""
+        return [
+            p.connection
+            for p in self._protocols
+            if p.connection is not None and not p._disconnected
+        ]
+
+    @property
+    def isShuttingDown(self) -> bool:
+        """C{True} once L{shutdown} was called."""
+        return self._shuttingDown
+
+    def shutdown(self) -> Deferred[None]:
+        """
+        Shut down gracefully.
+
+        From now on new WebSocket handshakes are refused with HTTP 503, new
+        requests on open connections are answered with ReplyShutdown, and
+        signals are dropped. Once every running handler has finished (their
+        replies are delivered), every connection is closed with code 1001.
+        Handlers still running after L{ServerOptions.shutdownTimeout} are
+        cancelled. Listening ports are not touched: stop them afterwards
+        (L{webwire.service.WebWireService} does).
+
+        :returns: A Deferred (a new one for each call) that fires with
+            C{None} when every connection is closed.
+        """
+        waiter: Deferred[None] = Deferred()
+        if self._shutdownDone:
+            waiter.callback(None)
+            return waiter
+        self._shutdownWaiters.append(waiter)
+        if not self._shuttingDown:
+            self._shuttingDown = True
+            self._draining = True
+            self._log.info(
+                "shutting down: {handlers} handlers running on {connections} "
+                "connections",
+                handlers=self._runningHandlers(),
+                connections=len(self.connections),
+            )
+            for protocol in list(self._protocols):
+                protocol._beginShutdown()
+            timeout = self.options.shutdownTimeout
+            if timeout is not None:
+                self._shutdownTimer = self.reactor.callLater(
+                    timeout, self._shutdownTimedOut
+                )
+            self._checkDrained()
+        return waiter
+
+    def _runningHandlers(self) -> int:
+        return sum(len(p._running) for p in self._protocols)
+
+    def _checkDrained(self) -> None:
+        if not self._draining or self._runningHandlers():
+            return
+        self._draining = False
+        if self._shutdownTimer is not None and self._shutdownTimer.active():
+            self._shutdownTimer.cancel()
+        self._shutdownTimer = None
+        closing = [
+            p.closeGracefully(CLOSE_GOING_AWAY, "server shutting down")
+            for p in list(self._protocols)
+            if not p._disconnected
+        ]
+        gatherResults(closing).addCallback(self._shutdownComplete)
+
+    def _shutdownTimedOut(self) -> None:
+        self._shutdownTimer = None
+        self._log.warn(
+            "{handlers} handlers still running after {timeout} seconds; "
+            "cancelling them",
+            handlers=self._runningHandlers(),
+            timeout=self.options.shutdownTimeout,
+        )
+        for protocol in list(self._protocols):
+            protocol._cancelHandlers()
+
+    def _shutdownComplete(self, result: object) -> None:
+        self._shutdownDone = True
+        self._log.info("shutdown complete")
+        waiters, self._shutdownWaiters = self._shutdownWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _opened(self, protocol: WebWireServerProtocol) -> None:
+        self._protocols.add(protocol)
+        if self._shuttingDown and not self._draining:
+            # The handshake raced with the end of a shutdown.
+            protocol.closeGracefully(CLOSE_GOING_AWAY, "server shutting down")
+
+    def _closed(self, protocol: WebWireServerProtocol) -> None:
+        if not protocol._running:
+            self._forget(protocol)
+
+    def _forget(self, protocol: WebWireServerProtocol) -> None:
+        self._protocols.discard(protocol)

@@ -1,0 +1,67 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+L{WebWireService}: a WebWire server as a Twisted service, for twistd or for
+an application that already has a service hierarchy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+
+from webwire.server import WebWireServerFactory
+
+__all__ = ["WebWireService"]
+
+
+class WebWireService(MultiService):
+    """
+    Listens with one L{WebWireServerFactory} on every endpoint given, and
+    shuts down gracefully when stopped.
+
+    Attach it to an application with C{setServiceParent(application)}.
+    Stopping it first runs L{WebWireServerFactory.shutdown} (new handshakes
+    refused with 503, running handlers finish, connections closed), then
+    stops listening; the Deferred returned by L{stopService} fires when all
+    of that is done, so twistd waits for it on SIGTERM.
+
+    :ivar factory: The server factory.
+    """
+
+    def __init__(
+        self,
+        factory: WebWireServerFactory,
+        endpoints: Iterable[str],
+        reactor: Any = None,
+    ) -> None:
+        """
+        :param factory: The server factory to listen with.
+        :param endpoints: Server endpoint descriptions (strports syntax),
+            e.g. C{"tcp:8080"} or
+            C{"ssl:8443:privateKey=key.pem:certKey=cert.pem"}.
+        :param reactor: The reactor to listen with; the global one if
+            omitted.
+        :raises ValueError: If no endpoint is given or one cannot be parsed.
+        """
+        super().__init__()
+        self.factory = factory
+        descriptions = list(endpoints)
+        if not descriptions:
+            raise ValueError("WebWireService needs at least one endpoint")
+        for description in descriptions:
+            kwargs = {} if reactor is None else {"reactor": reactor}
+            strports.service(description, factory, **kwargs).setServiceParent(self)
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Shut the server down gracefully, then stop listening.
+
+        :returns: A Deferred that fires when both are done.
+        """
+        shutdown = self.factory.shutdown()
+        shutdown.addCallback(lambda _: MultiService.stopService(self))
+        return shutdown
