@@ -239,7 +239,7 @@ class BenchClientProtocol(WebSocketClientProtocol):
 class BenchClientFactory(WebSocketClientFactory):
     """Connects L{BenchClientProtocol}s to one server for one L{Run}."""
 
-    protocol = BenchClientProtocol
+    protocol = BenchClientProtocol  # type: ignore[assignment]
 
     def __init__(self, url: str, run: Run) -> None:
         super().__init__(url)

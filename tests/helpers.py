@@ -47,6 +47,7 @@ class RawClientProtocol(WebSocketClientProtocol):
         self._waiters: list[tuple[int, Deferred[list[bytes]]]] = []
         self.closed: Deferred[tuple[bool, int | None, str | None]] = Deferred()
         self.closeCode: int | None = None
+        self._pongWaiters: list[Deferred[None]] = []
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not isBinary:
@@ -57,6 +58,18 @@ class RawClientProtocol(WebSocketClientProtocol):
         self._waiters = [(n, d) for n, d in self._waiters if len(self.received) < n]
         for n, d in ready:
             d.callback(self.received[:n])
+
+    def onPong(self, payload: bytes) -> None:
+        waiters, self._pongWaiters = self._pongWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def ping(self) -> Deferred[None]:
+        """Send a WebSocket ping; fire when the pong comes back."""
+        d: Deferred[None] = Deferred()
+        self._pongWaiters.append(d)
+        self.sendPing()
+        return d
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.closeCode = code
@@ -111,7 +124,17 @@ class LoopbackServer:
         )
         self.portNumber: int = self.port.getHost().port  # type: ignore[attr-defined]
         self.clients: list[RawClientProtocol] = []
+        self._ticker: RawClientProtocol | None = None
         testCase.addCleanup(self.stop)
+
+    async def tick(self) -> None:
+        """
+        One ping round trip on a connection of its own: lets the reactor
+        (and so the server) run, without involving the application.
+        """
+        if self._ticker is None:
+            self._ticker = await self.connect()
+        await self._ticker.ping()
 
     async def connect(self, path: str = "/") -> RawClientProtocol:
         """Connect a raw client and wait for its WebSocket handshake."""
@@ -130,8 +153,13 @@ class LoopbackServer:
         return client
 
     def serverProtocols(self) -> list[WebWireServerProtocol]:
-        """The server's protocols of the connections that are open."""
-        return [p for p in self.factory._protocols if not p._disconnected]
+        """
+        The server's protocols of the connections that are open, oldest
+        first.
+        """
+        open = [p for p in self.factory._protocols if not p._disconnected]
+        assert all(p.connection is not None for p in open)
+        return sorted(open, key=lambda p: p.connection.creation)  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         """Shut down, wait for every connection to close, stop listening."""

@@ -60,6 +60,7 @@ class RecordingApplication(Application):
         self.connections: list[IConnection] = []
         self.disconnected: list[tuple[IConnection, Failure]] = []
         self.requests: list[wire.Request] = []
+        # What the next onClientConnected returns (then None again).
         self.connectResult: Deferred[None] | None = None
         self.handler: Callable[[IConnection, wire.Request], RequestResult] = (
             lambda connection, request: request.payload
@@ -67,7 +68,8 @@ class RecordingApplication(Application):
 
     def onClientConnected(self, connection: IConnection) -> Deferred[None] | None:
         self.connections.append(connection)
-        return self.connectResult
+        result, self.connectResult = self.connectResult, None
+        return result
 
     def onClientDisconnected(self, connection: IConnection, reason: Failure) -> None:
         self.disconnected.append((connection, reason))
