@@ -11,7 +11,12 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.interfaces import IListeningPort, IReactorTime, ITCPTransport
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IPushProducer,
+    IReactorTime,
+    ITCPTransport,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -75,6 +80,14 @@ class RawClientProtocol(WebSocketClientProtocol):
         self.closeCode = code
         if not self.closed.called:
             self.closed.callback((wasClean, code, reason))
+
+    def stopReading(self) -> None:
+        """Stop reading from the socket, as a client that hangs would."""
+        cast(IPushProducer, self.transport).pauseProducing()
+
+    def startReading(self) -> None:
+        """Read from the socket again."""
+        cast(IPushProducer, self.transport).resumeProducing()
 
     def send(self, *messages: bytes) -> None:
         """Send each of C{messages} as one binary WebSocket message."""

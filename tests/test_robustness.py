@@ -30,6 +30,7 @@ from tests.test_endtoend import (
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.errors import Disconnected, InvalidMessage, MessageTooLarge
+from webwire.interfaces import IConnection, RequestResult
 from webwire.options import ServerOptions
 
 INVALID_VECTORS = {
@@ -270,7 +271,7 @@ class ShutdownTests(TestCase):
 
 def _buffered(transport: Any) -> int:
     """Bytes a Twisted TCP transport holds that the kernel has not taken."""
-    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
 
 
 class SlowReaderTests(TestCase):
@@ -292,7 +293,7 @@ class SlowReaderTests(TestCase):
         server = LoopbackServer(self, app, ServerOptions(concurrency=1))
         client = await server.connectAccepted()
         protocol = server.serverProtocols()[0]
-        client.transport.pauseProducing()
+        client.stopReading()
         count = 2000
         client.send(*(echoRequest(n, b"r" * 4000) for n in range(1, count + 1)))
         largestBuffer = 0
@@ -304,7 +305,7 @@ class SlowReaderTests(TestCase):
         # Twisted's 64 KiB plus the replies to one read's worth of requests.
         self.assertLess(largestBuffer, 192 * 1024)
         self.assertIsNone(client.closeCode)
-        client.transport.resumeProducing()
+        client.startReading()
         received = await client.receivedCount(count + 1)
         self.assertEqual(
             [m[1:9] for m in received[1:]], [ident(n) for n in range(1, count + 1)]
@@ -323,7 +324,7 @@ class SlowReaderTests(TestCase):
         server = LoopbackServer(self, app, options)
         reader = await server.connectAccepted()
         sleeper = await server.connectAccepted()
-        sleeper.transport.pauseProducing()
+        sleeper.stopReading()
         toReader, toSleeper = app.connections
         chunk = b"s" * 4000
         sentToReader = 0
@@ -339,7 +340,7 @@ class SlowReaderTests(TestCase):
             await server.tick()
         else:
             self.fail("a client that never reads was not cut off")
-        sleeper.transport.resumeProducing()  # to notice that it was dropped
+        sleeper.startReading()  # to notice that it was dropped
         await sleeper.closed
         warnings = webwireEvents(observer, LogLevel.warn)
         self.assertEqual(len(warnings), 1)
@@ -426,6 +427,37 @@ class ConnectionTests(TestCase):
         wasClean, code, reason = await client.closed
         self.assertEqual(code, 1000)
         self.assertEqual(client.received[1:], [h("C0") + ident(1) + b"10"])
+
+    async def test_handlerClosesItsConnection(self) -> None:
+        """
+        A handler that closes its own connection still has its reply
+        delivered before the Close frame, whether it answers at once or
+        later.
+        """
+        app = RecordingApplication()
+        later: Deferred[bytes] = Deferred()
+
+        def handler(connection: IConnection, request: wire.Request) -> RequestResult:
+            connection.close()
+            return later if request.payload == b"later" else b"bye"
+
+        app.handler = handler
+        server = LoopbackServer(self, app)
+        now = await server.connectAccepted()
+        now.send(echoRequest(1, b"now"))
+        wasClean, code, reason = await now.closed
+        self.assertEqual(
+            (code, now.received[1:]), (1000, [h("BF") + ident(1) + b"bye"])
+        )
+        deferred = await server.connectAccepted()
+        deferred.send(echoRequest(2, b"later"))
+        while len(app.requests) < 2:
+            await server.tick()
+        later.callback(b"done")
+        wasClean, code, reason = await deferred.closed
+        self.assertEqual(
+            (code, deferred.received[1:]), (1000, [h("BF") + ident(2) + b"done"])
+        )
 
     async def test_connectHookBlocksProcessing(self) -> None:
         """

@@ -36,7 +36,7 @@ never logged.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, cast
 
@@ -140,7 +140,11 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._state = _OPENING
         self._handshake: HandshakeRequest | None = None
         self._queue: deque[wire.Message] = deque()
-        self._running: set[Deferred[Any]] = set()
+        # Handlers running now; those that returned a Deferred are also in
+        # _pending, so that a shutdown can cancel them.
+        self._busy = 0
+        self._pending: set[Deferred[Any]] = set()
+        self._limit: int | None = None
         self._connectHookPending = False
         self._readStopped = False
         self._reading = True
@@ -156,6 +160,11 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     def __repr__(self) -> str:
         return f"<WebWireServerProtocol {self.peer} {self._state}>"
+
+    @property
+    def _connection(self) -> IConnection:
+        # Only used once the connection is open.
+        return cast(IConnection, self.connection)
 
     @property
     def _stream(self) -> _StreamTransport:
@@ -208,7 +217,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 )
                 self._queue.clear()
             self._updateReading()
-            if not self._running:
+            if not self._busy:
                 self._finishClosing()
         return waiter
 
@@ -233,6 +242,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         clock = factory.reactor
         assert self._handshake is not None
         self._state = _OPEN
+        self._limit = factory.options.concurrency
         self.connection = Connection(
             self,
             self._stream.getPeer(),
@@ -323,8 +333,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     # Dispatch -------------------------------------------------------------
 
     def _atLimit(self) -> bool:
-        limit = self.factory.options.concurrency
-        return limit is not None and len(self._running) >= limit
+        return self._limit is not None and self._busy >= self._limit
 
     def _dispatch(self, message: wire.Message) -> None:
         kind = type(message)
@@ -365,23 +374,47 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         return wire.encodeSpecialReply(kind, message.identifier)
 
     def _runRequest(self, request: wire.Request) -> None:
-        handler = _callHook(
-            self.factory.application.onRequest, self.connection, request
-        )
-        self._running.add(handler)
-        handler.addCallbacks(
+        # Busy before the call: a handler that closes its own connection
+        # must still get its reply out before the Close frame.
+        self._busy += 1
+        try:
+            result = self.factory.application.onRequest(self._connection, request)
+        except BaseException:
+            self._replyWithFailure(Failure(), request)
+            self._handlerDone()
+            return
+        if isinstance(result, Coroutine):
+            result = Deferred.fromCoroutine(result)
+        if not isinstance(result, Deferred):
+            # The common case: answered at once, no Deferred needed.
+            self._replyWithResult(result, request)
+            self._handlerDone()
+            return
+        self._pending.add(result)
+        result.addCallbacks(
             self._replyWithResult,
             self._replyWithFailure,
             callbackArgs=(request,),
             errbackArgs=(request,),
         )
-        handler.addBoth(self._handlerFinished, handler)
+        result.addBoth(self._deferredDone, result)
 
     def _runSignal(self, signal: wire.Signal) -> None:
-        handler = _callHook(self.factory.application.onSignal, self.connection, signal)
-        self._running.add(handler)
-        handler.addErrback(self._signalFailed, signal)
-        handler.addBoth(self._handlerFinished, handler)
+        self._busy += 1
+        try:
+            result = self.factory.application.onSignal(self._connection, signal)
+        except BaseException:
+            self._signalFailed(Failure(), signal)
+            self._handlerDone()
+            return
+        if isinstance(result, Coroutine):
+            result = Deferred.fromCoroutine(result)
+        if not isinstance(result, Deferred):
+            self._handlerDone()
+            return
+        self._pending.add(result)
+        result.addErrback(self._signalFailed, signal)
+        result.addBoth(self._deferredDone, result)
 
     def _replyWithResult(self, result: object, request: wire.Request) -> None:
         def build() -> bytes:
@@ -473,14 +506,24 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 peer=self.peer,
             )
 
-    def _handlerFinished(self, result: object, handler: Deferred[Any]) -> None:
-        self._running.discard(handler)
-        if self._state is _CLOSING and not self._running:
-            self._finishClosing()
-        elif self._disconnected and not self._running:
+    def _deferredDone(self, result: object, handler: Deferred[Any]) -> None:
+        self._pending.discard(handler)
+        self._handlerDone()
+
+    def _handlerDone(self) -> None:
+        """
+        A handler finished and its reply (if any) was sent: start what waits,
+        or finish closing.
+        """
+        self._busy -= 1
+        if self._state is _OPEN:
+            if self._queue or not self._reading:
+                self._pump()
+        elif self._state is _CLOSING:
+            if not self._busy:
+                self._finishClosing()
+        elif self._disconnected and not self._busy:
             self.factory._forget(self)
-        else:
-            self._pump()
         if self.factory._draining:
             self.factory._checkDrained()
 
@@ -514,7 +557,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._updateReading()
 
     def _cancelHandlers(self) -> None:
-        for handler in list(self._running):
+        for handler in list(self._pending):
             handler.cancel()
 
     # Sending --------------------------------------------------------------
@@ -752,7 +795,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         return waiter
 
     def _runningHandlers(self) -> int:
-        return sum(len(p._running) for p in self._protocols)
+        return sum(p._busy for p in self._protocols)
 
     def _checkDrained(self) -> None:
         if not self._draining or self._runningHandlers():
@@ -793,7 +836,7 @@ class WebWireServerFactory(WebSocketServerFactory):
             protocol.closeGracefully(CLOSE_GOING_AWAY, "server shutting down")
 
     def _closed(self, protocol: WebWireServerProtocol) -> None:
-        if not protocol._running:
+        if not protocol._busy:
             self._forget(protocol)
 
     def _forget(self, protocol: WebWireServerProtocol) -> None:
