@@ -114,6 +114,19 @@ class RawClientProtocol(WebSocketClientProtocol):
         return await self.message(index)
 
 
+async def connectRaw(port: int, path: str = "/") -> RawClientProtocol:
+    """
+    Connect a raw client to 127.0.0.1:C{port} and wait for its WebSocket
+    handshake.
+    """
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}{path}")
+    factory.protocol = RawClientProtocol
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    client = cast(RawClientProtocol, await endpoint.connect(factory))
+    await client.is_open
+    return client
+
+
 class LoopbackServer:
     """
     A L{WebWireServerFactory} listening on 127.0.0.1 with a free port, and
@@ -151,12 +164,8 @@ class LoopbackServer:
 
     async def connect(self, path: str = "/") -> RawClientProtocol:
         """Connect a raw client and wait for its WebSocket handshake."""
-        factory = WebSocketClientFactory(f"ws://127.0.0.1:{self.portNumber}{path}")
-        factory.protocol = RawClientProtocol
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.portNumber)
-        client = cast(RawClientProtocol, await endpoint.connect(factory))
+        client = await connectRaw(self.portNumber, path)
         self.clients.append(client)
-        await client.is_open
         return client
 
     async def connectAccepted(self, path: str = "/") -> RawClientProtocol:

@@ -1,0 +1,118 @@
+"""
+C{twistd webwire} as users run it: a real process on a real socket.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import (
+    ProcessDone,
+    ProcessExitedAlready,
+    ProcessTerminated,
+)
+from twisted.internet.interfaces import IProcessTransport
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
+
+from tests.helpers import DEFAULT_ACCEPT_CONF, connectRaw, h, ident
+from tests.test_endtoend import echoRequest, sleepRequest
+
+ROOT = FilePath(__file__).parent().parent()
+_LISTENING = re.compile(rb"WebWireServerFactory starting on (\d+)")
+
+
+class _ServerProcess(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.listening: Deferred[int] = Deferred()
+        self.ended: Deferred[Exception] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        match = _LISTENING.search(self.output)
+        if match and not self.listening.called:
+            self.listening.callback(int(match.group(1)))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Failure) -> None:
+        if not self.listening.called:
+            self.listening.errback(reason)
+        self.ended.callback(reason.value)
+
+
+async def startServer(
+    testCase: TestCase, argv: list[str]
+) -> tuple[_ServerProcess, IProcessTransport, int]:
+    """
+    Start C{python argv...} with this checkout first on the path; return
+    once it listens, with the port it listens on.
+    """
+    env = dict(os.environ, PYTHONPATH=ROOT.path)
+    process = _ServerProcess()
+    transport = reactor.spawnProcess(
+        process, sys.executable, [sys.executable, *argv], env=env
+    )
+
+    async def stop() -> None:
+        try:
+            transport.signalProcess("KILL")
+        except ProcessExitedAlready:
+            pass
+        await process.ended
+
+    testCase.addCleanup(stop)
+    port = await process.listening
+    return process, transport, port
+
+
+TWISTD = ["-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile="]
+TWIST = ["-m", "twisted"]
+LISTEN = ["--listen", "tcp:0:interface=127.0.0.1"]
+
+
+class TwistdTests(TestCase):
+    """
+    The server run by twistd serves the conformance application and stops
+    gracefully on SIGTERM.
+    """
+
+    timeout = 60
+
+    async def check(self, argv: list[str]) -> None:
+        process, transport, port = await startServer(self, argv)
+        client = await connectRaw(port, "/any/path")
+        self.assertEqual(await client.message(0), DEFAULT_ACCEPT_CONF)
+        self.assertEqual(
+            await client.roundTrip(echoRequest(1, b"hi")), h("BF") + ident(1) + b"hi"
+        )
+        client.send(sleepRequest(2, 300))
+        # Answered after the sleep was dispatched: it is in flight now.
+        await client.roundTrip(echoRequest(3, b""))
+        transport.signalProcess(signal.SIGTERM)
+        wasClean, code, reason = await client.closed
+        self.assertEqual(code, 1001)
+        self.assertEqual(client.received[3], h("C0") + ident(2) + b"300")
+        ended = await process.ended
+        # After a clean shutdown, twistd re-raises the signal that stopped it,
+        # so that its exit status tells why it stopped.
+        output = process.output.decode()
+        self.assertIsInstance(ended, (ProcessDone, ProcessTerminated), output)
+        self.assertIn(getattr(ended, "signal", None), (None, signal.SIGTERM), output)
+        self.assertIn("shutdown complete", output)
+
+    async def test_twistd(self) -> None:
+        """C{twistd -n webwire}."""
+        await self.check([*TWISTD, "webwire", *LISTEN])
+
+    async def test_twist(self) -> None:
+        """C{python -m twisted webwire}."""
+        await self.check([*TWIST, "webwire", *LISTEN])
