@@ -22,6 +22,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
+    license_files=["LICENSE"],
     python_requires=">=3.11",
     packages=find_packages(include=["webwire", "webwire.*"]) + ["twisted.plugins"],
     package_data={"webwire": ["py.typed"]},
@@ -45,6 +46,5 @@ setup(
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: MIT License",
     ],
 )

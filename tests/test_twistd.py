@@ -33,7 +33,7 @@ class _ServerProcess(ProcessProtocol):
     def __init__(self) -> None:
         self.output = b""
         self.listening: Deferred[int] = Deferred()
-        self.ended: Deferred[Exception] = Deferred()
+        self.ended: Deferred[BaseException | None] = Deferred()
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
