@@ -5,6 +5,7 @@ The server's settings, checked once, in one place.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from webwire import wire
@@ -24,7 +25,9 @@ class ServerOptions:
     :ivar readTimeout: Seconds of client silence after which the server drops
         the connection; advertised to clients, which send heartbeats after
         0.75 of it. Time that a connection spends waiting for its own
-        handlers (at the concurrency limit) does not count.
+        handlers (at the concurrency limit, or closing) does not count; time
+        it cannot be written to because the client does not read does: such
+        a client is dropped after the read timeout too.
     :ivar messageBufferSize: The largest message in bytes, in both
         directions (minimum 32). Clients compare it with their own setting.
     :ivar subProtocol: The WebWire sub-protocol name advertised in
@@ -51,6 +54,10 @@ class ServerOptions:
         WebSocket opening handshake.
     :ivar maxConnections: Connections served at once; more are refused with
         HTTP 503. 0 means no limit.
+    :ivar sessions: Whether the server manages sessions. Without, session
+        requests are answered "sessions disabled" and creating one fails.
+    :ivar maxSessionConnections: Connections one session may have at once
+        (checked when a client restores it); 0 means no limit.
     """
 
     readTimeout: float = wire.DEFAULT_READ_TIMEOUT_MS / 1000
@@ -61,8 +68,14 @@ class ServerOptions:
     shutdownTimeout: float | None = 30.0
     openHandshakeTimeout: float = 5.0
     maxConnections: int = 0
+    sessions: bool = True
+    maxSessionConnections: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("readTimeout", "shutdownTimeout", "openHandshakeTimeout"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value}")
         readTimeoutMs = round(self.readTimeout * 1000)
         if not 1 <= readTimeoutMs <= 0xFFFFFFFF:
             raise ValueError(
@@ -94,6 +107,11 @@ class ServerOptions:
         if self.openHandshakeTimeout <= 0:
             raise ValueError(
                 f"openHandshakeTimeout must be positive: {self.openHandshakeTimeout}"
+            )
+        if self.maxSessionConnections < 0:
+            raise ValueError(
+                "maxSessionConnections must not be negative: "
+                f"{self.maxSessionConnections}"
             )
         if self.maxConnections < 0:
             raise ValueError(

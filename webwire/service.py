@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 
 from webwire.server import WebWireServerFactory
@@ -27,7 +27,9 @@ class WebWireService(MultiService):
     Stopping it first runs L{WebWireServerFactory.shutdown} (new handshakes
     refused with 503, running handlers finish, connections closed), then
     stops listening; the Deferred returned by L{stopService} fires when all
-    of that is done, so twistd waits for it on SIGTERM.
+    of that is done, so twistd waits for it on SIGTERM. A session manager
+    that is itself a service (for its expiry sweep) is started and stopped
+    with it.
 
     :ivar factory: The server factory.
     """
@@ -52,6 +54,12 @@ class WebWireService(MultiService):
         descriptions = list(endpoints)
         if not descriptions:
             raise ValueError("WebWireService needs at least one endpoint")
+        manager = factory.sessionManager
+        if manager is not None and IService.providedBy(manager):
+            managerService = IService(manager)
+            if managerService.parent is None:
+                # Started first, stopped last: e.g. its expiry sweep.
+                managerService.setServiceParent(self)
         for description in descriptions:
             kwargs = {} if reactor is None else {"reactor": reactor}
             strports.service(description, factory, **kwargs).setServiceParent(self)
@@ -64,4 +72,4 @@ class WebWireService(MultiService):
         """
         shutdown = self.factory.shutdown()
         shutdown.addCallback(lambda _: MultiService.stopService(self))
-        return shutdown
+        return shutdown.addCallback(lambda _: None)

@@ -1,0 +1,323 @@
+"""
+Tests for L{webwire.tap} (the options and service of C{twistd webwire}),
+L{webwire.service} and the twistd plugin, on a L{MemoryReactor}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import txaio
+from twisted.application.service import IServiceMaker
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from tests.test_server import ControlledApplication, Pair, ident, reply, request
+from webwire.application import Application
+from webwire.conformance import ConformanceApplication
+from webwire.interfaces import IWebWireServer
+from webwire.server import WebWireServerFactory
+from webwire.service import WebWireService
+from webwire.tap import Options, makeService
+
+# Targets of --app in these tests.
+providedApplication = Application()
+
+
+def makeTestApplication() -> Application:
+    """A callable returning a new application."""
+    return ControlledApplication()
+
+
+def failingFactory() -> Application:
+    """A callable that fails."""
+    raise RuntimeError("no application today")
+
+
+def makeNothing() -> object:
+    """A callable returning something that is not an application."""
+    return 42
+
+
+notAnApplication = object()
+
+
+def parse(*arguments: str) -> Options:
+    """Parse C{arguments} as C{twistd webwire} would."""
+    config = Options()
+    config.parseOptions(list(arguments))
+    return config
+
+
+@implementer(IListeningPort)
+class RecordingPort:
+    """
+    A listening port that remembers whether it was stopped.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.listening = True
+
+    def startListening(self) -> None:
+        self.listening = True
+
+    def stopListening(self) -> None:
+        self.listening = False
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "0.0.0.0", self.port)
+
+
+class ListeningReactor(MemoryReactorClock):
+    """
+    A L{MemoryReactorClock} whose TCP ports can be watched.
+
+    :ivar ports: The ports listened on, in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: list[RecordingPort] = []
+
+    def listenTCP(
+        self, port: int, factory: Any, backlog: int = 50, interface: str = ""
+    ) -> RecordingPort:
+        super().listenTCP(port, factory, backlog, interface)
+        listening = RecordingPort(port)
+        self.ports.append(listening)
+        return listening
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{webwire.tap.Options}: C{--listen} and C{--app}.
+    """
+
+    def test_defaults(self) -> None:
+        """
+        Without arguments, the conformance application is served on
+        tcp:8080.
+        """
+        config = parse()
+        self.assertEqual(config["listen"], ["tcp:8080"])
+        self.assertEqual(config["app"], "webwire.conformance.makeApplication")
+        self.assertIsInstance(config["application"], ConformanceApplication)
+
+    def test_listenRepeated(self) -> None:
+        """
+        C{--listen} may be repeated; the endpoints are kept in order and
+        replace the default.
+        """
+        config = parse("--listen", "tcp:8081", "--listen", "unix:/tmp/ww.sock")
+        self.assertEqual(config["listen"], ["tcp:8081", "unix:/tmp/ww.sock"])
+
+    def test_freshOptions(self) -> None:
+        """
+        Each L{Options} has its own list of endpoints.
+        """
+        parse("--listen", "tcp:8081")
+        self.assertEqual(parse()["listen"], ["tcp:8080"])
+
+    def test_appProvider(self) -> None:
+        """
+        C{--app} may name an object that provides L{IWebWireServer}; it is
+        used as it is.
+        """
+        config = parse("--app", "tests.test_tap.providedApplication")
+        self.assertIs(config["application"], providedApplication)
+
+    def test_appCallable(self) -> None:
+        """
+        C{--app} may name a callable that returns an L{IWebWireServer}; it
+        is called once, without arguments.
+        """
+        config = parse("-a", "tests.test_tap.makeTestApplication")
+        self.assertIsInstance(config["application"], ControlledApplication)
+        self.assertTrue(IWebWireServer.providedBy(config["application"]))
+
+    def assertUsageError(self, name: str, *fragments: str) -> str:
+        """
+        C{--app name} fails with a one-line L{usage.UsageError} naming
+        C{name} and containing each of C{fragments}.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--app", name)
+        message = str(error)
+        self.assertNotIn("\n", message)
+        self.assertIn(name, message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        return message
+
+    def test_appNotImportable(self) -> None:
+        """
+        A name that cannot be imported is a usage error.
+        """
+        self.assertUsageError("tests.test_tap.doesNotExist", "cannot import")
+        self.assertUsageError("no_such_package.app", "cannot import")
+
+    def test_appCallableRaises(self) -> None:
+        """
+        A callable that raises is a usage error that says why.
+        """
+        self.assertUsageError(
+            "tests.test_tap.failingFactory", "calling it failed", "no application"
+        )
+
+    def test_appProvidesNothing(self) -> None:
+        """
+        An object that neither provides L{IWebWireServer} nor can be called
+        is a usage error.
+        """
+        self.assertUsageError("tests.test_tap.notAnApplication", "neither")
+
+    def test_appReturnsNothing(self) -> None:
+        """
+        A callable whose result does not provide L{IWebWireServer} is a
+        usage error.
+        """
+        self.assertUsageError(
+            "tests.test_tap.makeNothing", "42", "does not provide IWebWireServer"
+        )
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    L{webwire.tap.makeService} and the L{WebWireService} it returns.
+    """
+
+    def test_listens(self) -> None:
+        """
+        Starting the service listens with one factory, serving the
+        configured application, on each C{--listen} endpoint.
+        """
+        reactor = MemoryReactor()
+        config = parse(
+            "--listen",
+            "tcp:8081",
+            "--listen",
+            "tcp:8082:interface=127.0.0.1",
+            "--app",
+            "tests.test_tap.providedApplication",
+        )
+        service = makeService(config, reactor=reactor)
+        assert isinstance(service, WebWireService)
+        self.assertEqual(reactor.tcpServers, [])
+        service.startService()
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(8081, ""), (8082, "127.0.0.1")],
+        )
+        factories = {factory for _, factory, _, _ in reactor.tcpServers}
+        self.assertEqual(factories, {service.factory})
+        self.assertIsInstance(service.factory, WebWireServerFactory)
+        self.assertIs(service.factory.application, providedApplication)
+
+    def test_defaultEndpoint(self) -> None:
+        """
+        Without C{--listen}, the service listens on TCP port 8080.
+        """
+        reactor = MemoryReactor()
+        service = makeService(parse(), reactor=reactor)
+        service.startService()
+        self.assertEqual([entry[0] for entry in reactor.tcpServers], [8080])
+
+    def test_unixEndpoint(self) -> None:
+        """A UNIX socket endpoint listens with the same factory."""
+        reactor = MemoryReactor()
+        service = makeService(parse("--listen", "unix:/tmp/ww.sock"), reactor=reactor)
+        assert isinstance(service, WebWireService)
+        service.startService()
+        [(address, factory, *_)] = reactor.unixServers
+        self.assertEqual(address, "/tmp/ww.sock")
+        self.assertIs(factory, service.factory)
+
+    def test_stopWithoutConnections(self) -> None:
+        """
+        Stopping a service without connections shuts the factory down and
+        stops listening at once.
+        """
+        reactor = ListeningReactor()
+        service = makeService(parse("--listen", "tcp:8081"), reactor=reactor)
+        assert isinstance(service, WebWireService)
+        service.startService()
+        self.successResultOf(service.stopService())
+        self.assertTrue(service.factory.isShuttingDown)
+        self.assertEqual([port.listening for port in reactor.ports], [False])
+        self.assertFalse(service.running)
+
+    def test_stopAfterShutdown(self) -> None:
+        """
+        C{stopService} returns a Deferred that fires only after the
+        factory's graceful shutdown: the ports keep listening while a
+        handler runs, and stop once it has finished and the connection is
+        closed.
+        """
+        reactor = ListeningReactor()
+        self.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
+        config = parse(
+            "--listen",
+            "tcp:8081",
+            "--listen",
+            "tcp:8082",
+            "--app",
+            "tests.test_tap.makeTestApplication",
+        )
+        app = config["application"]
+        assert isinstance(app, ControlledApplication)
+        app.deferRequests()
+        service = makeService(config, reactor=reactor)
+        assert isinstance(service, WebWireService)
+        service.startService()
+        pair = Pair(service.factory, reactor)
+        pair.send(request(1))
+        stopped = service.stopService()
+        pair.flush()
+        self.assertNoResult(stopped)
+        self.assertEqual([port.listening for port in reactor.ports], [True, True])
+        app.pending[ident(1)].callback(b"done")
+        pair.flush()
+        self.assertEqual(pair.replies, [reply(1, b"done")])
+        self.assertEqual(pair.client.closeCode, 1001)
+        self.successResultOf(stopped)
+        self.assertEqual([port.listening for port in reactor.ports], [False, False])
+
+    def test_noEndpoints(self) -> None:
+        """A L{WebWireService} needs at least one endpoint."""
+        factory = WebWireServerFactory(Application(), reactor=MemoryReactorClock())
+        self.assertRaises(ValueError, WebWireService, factory, [])
+        self.assertRaises(ValueError, WebWireService, factory, iter([]))
+
+    def test_badEndpoint(self) -> None:
+        """
+        An endpoint description that cannot be parsed is refused when the
+        service is made.
+        """
+        factory = WebWireServerFactory(Application(), reactor=MemoryReactorClock())
+        self.assertRaises(
+            ValueError, WebWireService, factory, ["nonsense:1"], MemoryReactor()
+        )
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    The C{webwire} twistd plugin.
+    """
+
+    def test_discoverable(self) -> None:
+        """
+        twistd finds a C{webwire} service maker, which provides
+        L{IServiceMaker} and uses L{webwire.tap}.
+        """
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("webwire", makers)
+        maker = makers["webwire"]
+        self.assertTrue(verifyObject(IServiceMaker, maker))
+        self.assertIsInstance(maker.options(), Options)
+        self.assertIs(maker.makeService, makeService)
