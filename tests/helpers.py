@@ -22,9 +22,10 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from webwire.interfaces import IWebWireServer
+from webwire.interfaces import ISessionKeyGenerator, ISessionManager, IWebWireServer
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory, WebWireServerProtocol
+from webwire.sessions.memory import MemorySessionManager
 
 DEFAULT_ACCEPT_CONF = bytes.fromhex("17 02 00 60 EA 00 00 00 20 00 00")
 
@@ -140,10 +141,22 @@ class LoopbackServer:
         application: IWebWireServer,
         options: ServerOptions | None = None,
         clock: IReactorTime | None = None,
+        sessionManager: ISessionManager | None = None,
+        keyGenerator: ISessionKeyGenerator | None = None,
     ) -> None:
+        """
+        Sessions are kept in memory unless C{sessionManager} says otherwise
+        (or C{options} disables them).
+        """
         self.testCase = testCase
+        if sessionManager is None and (options is None or options.sessions):
+            sessionManager = MemorySessionManager()
         self.factory = WebWireServerFactory(
-            application, options, reactor=clock if clock is not None else reactor
+            application,
+            options,
+            sessionManager=sessionManager,
+            keyGenerator=keyGenerator,
+            reactor=clock if clock is not None else reactor,
         )
         self.port: IListeningPort = reactor.listenTCP(
             0, self.factory, interface="127.0.0.1"

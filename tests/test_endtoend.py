@@ -230,25 +230,6 @@ class RequestTests(TestCase):
         self.assertEqual(len(self.flushLoggedErrors(DeliberateInternalError)), 1)
         self.assertFalse(any(b"deliberate" in m for m in client.received))
 
-    async def test_login(self) -> None:
-        """
-        Without sessions, C{login} answers C{SESSIONS_UNAVAILABLE}.
-        """
-        client = await self.setUpClient()
-        reply = await client.roundTrip(echoRequest(1, b"bob", name="login"))
-        self.assertEqual(wire.parse(reply).code, "SESSIONS_UNAVAILABLE")  # type: ignore[union-attr]
-
-    async def test_sessionRequestsWithoutSessions(self) -> None:
-        """
-        Restore- and close-session requests are answered with
-        ReplySessionsDisabled while the server has no sessions.
-        """
-        client = await self.setUpClient()
-        restore = wire.encodeRestoreSession(ident(1), "abc")
-        self.assertEqual(await client.roundTrip(restore), h("05") + ident(1))
-        close = wire.encodeCloseSession(ident(2))
-        self.assertEqual(await client.roundTrip(close), h("05") + ident(2))
-
     async def test_serverTypesIgnored(self) -> None:
         """
         Well-formed messages that only servers send are ignored and the

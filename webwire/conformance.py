@@ -12,8 +12,11 @@ end-to-end tests drive. Requests (names and payloads as sent):
   - C{error}: error reply C{TEST_ERROR} / C{test error};
   - C{internal}: the handler raises L{DeliberateInternalError}, so the client
     gets an internal-error reply (and the server logs the traceback);
-  - C{login}: needs sessions; until the server has them, error
-    C{SESSIONS_UNAVAILABLE};
+  - C{login}: payload = a user name as text (UTF-16 is converted to UTF-8).
+    A connection that has a session gets error C{SESSION_ACTIVE}, an empty
+    name C{BAD_REQUEST}; otherwise a session is created with info
+    C{{"user": name}} (the session-created notification goes out first) and
+    the reply is its key, UTF-8. Without sessions: C{SESSIONS_UNAVAILABLE};
   - C{whoami}: UTF-8 reply with the connection's session key, or empty;
   - C{logout}: closes the connection's session if there is one, then an
     empty binary reply;
@@ -36,7 +39,7 @@ from twisted.internet.task import deferLater
 
 from webwire import wire
 from webwire.application import Application
-from webwire.errors import RequestError
+from webwire.errors import RequestError, SessionsDisabled
 from webwire.interfaces import IConnection, RequestResult
 
 __all__ = ["ConformanceApplication", "DeliberateInternalError", "makeApplication"]
@@ -83,11 +86,11 @@ class ConformanceApplication(Application):
         if name == "internal":
             raise DeliberateInternalError("deliberate internal error")
         if name == "login":
-            raise RequestError("SESSIONS_UNAVAILABLE", "sessions are not available")
+            return self._login(connection, request)
         if name == "whoami":
-            return ""
+            return connection.session.key if connection.session is not None else ""
         if name == "logout":
-            return None
+            return self._logout(connection)
         if name == "sleep":
             return self._sleep(request)
         if name == "signal-me":
@@ -101,6 +104,28 @@ class ConformanceApplication(Application):
     def onSignal(self, connection: IConnection, signal: wire.Signal) -> None:
         if signal.name == "echo-signal":
             connection.signal("echoed", wire.Payload(signal.payload, signal.encoding))
+
+    async def _login(self, connection: IConnection, request: wire.Request) -> str:
+        if connection.session is not None:
+            raise RequestError("SESSION_ACTIVE", "session already active")
+        try:
+            user = request.text()
+        except UnicodeDecodeError:
+            raise RequestError("BAD_REQUEST", "the user name must be text") from None
+        if not user:
+            raise RequestError("BAD_REQUEST", "empty user name")
+        try:
+            session = await connection.createSession({"user": user})
+        except SessionsDisabled:
+            raise RequestError(
+                "SESSIONS_UNAVAILABLE", "sessions are not available"
+            ) from None
+        return session.key
+
+    async def _logout(self, connection: IConnection) -> bytes:
+        if connection.session is not None:
+            await connection.closeSession()
+        return b""
 
     def _sleep(self, request: wire.Request) -> Deferred[wire.Payload]:
         try:

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import attr
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IAddress
 from zope.interface import implementer
 
 from webwire import wire
+from webwire.errors import SessionsDisabled
 from webwire.interfaces import IConnection, IHandshakeRequest
+from webwire.sessions.registry import SessionRegistry
+from webwire.sessions.session import Session
 
 __all__ = ["Connection", "HandshakeRequest"]
 
@@ -40,13 +43,21 @@ class _Channel(Protocol):
     What a L{Connection} needs from the protocol that owns it.
     """
 
+    session: Session | None
+
     @property
     def isActive(self) -> bool: ...
 
     @property
     def messageBufferSize(self) -> int: ...
 
-    def sendSignal(self, data: bytes) -> None: ...
+    @property
+    def sessions(self) -> SessionRegistry | None: ...
+
+    @property
+    def connection(self) -> IConnection | None: ...
+
+    def sendUnsolicited(self, data: bytes) -> None: ...
 
     def closeGracefully(self, code: int, reason: str) -> Deferred[None]: ...
 
@@ -98,7 +109,30 @@ class Connection:
         data = wire.encodeSignal(
             name, body.data, body.encoding, self._channel.messageBufferSize
         )
-        self._channel.sendSignal(data)
+        self._channel.sendUnsolicited(data)
+
+    @property
+    def session(self) -> Session | None:
+        """The connection's session, or C{None}."""
+        return self._channel.session
+
+    def createSession(self, info: Mapping[str, Any] | None = None) -> Deferred[Session]:
+        """
+        Create a session on this connection (see L{IConnection.createSession}).
+        """
+        sessions = self._channel.sessions
+        if sessions is None:
+            return fail(SessionsDisabled("the server has no sessions"))
+        return sessions.create(self._channel, info)
+
+    def closeSession(self) -> Deferred[None]:
+        """
+        Close this connection's session (see L{IConnection.closeSession}).
+        """
+        sessions = self._channel.sessions
+        if sessions is None:
+            return fail(SessionsDisabled("the server has no sessions"))
+        return sessions.closeOn(self._channel)
 
     def close(self) -> Deferred[None]:
         """

@@ -9,6 +9,8 @@ from webwire.wire import InvalidMessage, MessageTooLarge, ProtocolViolation
 
 __all__ = [
     "Disconnected",
+    "SessionActive",
+    "SessionsDisabled",
     "InvalidMessage",
     "MessageTooLarge",
     "ProtocolViolation",
@@ -41,4 +43,16 @@ class RequestError(Exception):
 class Disconnected(Exception):
     """
     The connection is closed (or closing), so nothing can be sent on it.
+    """
+
+
+class SessionsDisabled(Exception):
+    """
+    The server was configured without sessions.
+    """
+
+
+class SessionActive(Exception):
+    """
+    The connection has a session already; close it before creating another.
     """

@@ -13,9 +13,19 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from webwire.sessions.session import Session, SessionLookupResult
     from webwire.wire import Encoding, PayloadLike, Request, Signal
 
-__all__ = ["IConnection", "IHandshakeRequest", "IWebWireServer", "RequestResult"]
+__all__ = [
+    "IConnection",
+    "IHandshakeRequest",
+    "ISessionKeyGenerator",
+    "ISessionManager",
+    "IWebWireServer",
+    "RequestResult",
+]
 
 RequestResult: TypeAlias = "Deferred[Any] | Coroutine[Any, Any, Any] | PayloadLike"
 """What a request handler may return (see L{IWebWireServer.onRequest})."""
@@ -68,6 +78,41 @@ class IConnection(Interface):
         :raises webwire.errors.Disconnected: If the connection is closed.
         """
 
+    session = Attribute(
+        "The connection's session (L{webwire.sessions.Session}), or C{None}."
+    )
+
+    def createSession(info: Mapping[str, Any] | None = None) -> Deferred[Session]:
+        """
+        Create a session on this connection.
+
+        The client is told at once (a session-created notification, so it
+        precedes the reply of the request being handled); then the session
+        manager stores it.
+
+        :param info: Any JSON object to keep with the session (e.g. the
+            user's name); it is sent to the client too.
+        :returns: A Deferred that fires with the new session once the
+            session manager has stored it (a failure to store it is logged,
+            and the session stays active on this connection); or fails with
+            L{webwire.errors.SessionsDisabled},
+            L{webwire.errors.SessionActive} if the connection has one
+            already, L{webwire.errors.Disconnected}, or C{ValueError} if the
+            key generator produced an invalid key.
+        """
+
+    def closeSession() -> Deferred[None]:
+        """
+        Close this connection's session, and tell the client.
+
+        The session is destroyed (and the session manager's close hook
+        called) only if no other connection holds it. Without a session,
+        nothing happens.
+
+        :returns: A Deferred that fires once the session manager is done, or
+            fails with L{webwire.errors.SessionsDisabled}.
+        """
+
     def close() -> Deferred[None]:
         """
         Close the connection gracefully; calling it again does no harm.
@@ -78,6 +123,58 @@ class IConnection(Interface):
 
         :returns: A Deferred that fires with C{None} once the connection is
             closed.
+        """
+
+
+class ISessionManager(Interface):
+    """
+    Persists sessions so that clients can restore them on new connections.
+
+    Each method may return a plain value, a Deferred or a coroutine.
+    """
+
+    def onSessionCreated(
+        connection: IConnection,
+    ) -> Deferred[None] | Coroutine[Any, Any, None] | None:
+        """
+        Store the session just created on C{connection} (its C{session}).
+        A failure is logged; the session stays active but will not be
+        restorable.
+        """
+
+    def onSessionLookup(
+        key: str,
+    ) -> (
+        Deferred[SessionLookupResult | None]
+        | Coroutine[Any, Any, SessionLookupResult | None]
+        | SessionLookupResult
+        | None
+    ):
+        """
+        Find the stored session C{key} for a client restoring it, and record
+        that it was looked up now.
+
+        :returns: The session as it was before this lookup (its previous
+            last-lookup time), or C{None} if there is none (the client is
+            told "session not found"). A failure is logged and the client
+            told "internal error", never "not found".
+        """
+
+    def onSessionClosed(key: str) -> Deferred[None] | Coroutine[Any, Any, None] | None:
+        """
+        Forget the session C{key}: it was closed on its last connection. A
+        failure is logged.
+        """
+
+
+class ISessionKeyGenerator(Interface):
+    """
+    Makes session keys.
+    """
+
+    def generate() -> str:
+        """
+        Return a new, unguessable key of 1 to 255 printable ASCII characters.
         """
 
 

@@ -47,6 +47,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
+    fail,
     gatherResults,
     maybeDeferred,
     succeed,
@@ -65,9 +66,17 @@ from zope.interface import implementer
 from webwire import wire
 from webwire._version import __version__
 from webwire.connection import Connection, HandshakeRequest
-from webwire.errors import Disconnected, RequestError
-from webwire.interfaces import IConnection, IWebWireServer
+from webwire.errors import Disconnected, RequestError, SessionsDisabled
+from webwire.interfaces import (
+    IConnection,
+    ISessionKeyGenerator,
+    ISessionManager,
+    IWebWireServer,
+)
 from webwire.options import ServerOptions
+from webwire.sessions.keys import RandomKeyGenerator
+from webwire.sessions.registry import SessionRegistry
+from webwire.sessions.session import Session
 
 __all__ = ["WebWireServerFactory", "WebWireServerProtocol"]
 
@@ -145,6 +154,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._busy = 0
         self._pending: set[Deferred[Any]] = set()
         self._limit: int | None = None
+        # A session request runs inline: nothing else starts meanwhile.
+        self._inline = False
+        self.session: Session | None = None
         self._connectHookPending = False
         self._readStopped = False
         self._reading = True
@@ -182,9 +194,14 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         """The largest message either side may send."""
         return self.factory.options.messageBufferSize
 
-    def sendSignal(self, data: bytes) -> None:
+    @property
+    def sessions(self) -> SessionRegistry | None:
+        """The server's sessions, or C{None} if it has none."""
+        return self.factory.sessions
+
+    def sendUnsolicited(self, data: bytes) -> None:
         """
-        Send an encoded signal now.
+        Send an encoded signal or session notification now.
 
         :raises Disconnected: If the connection is closed.
         """
@@ -282,6 +299,8 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             self._updateReading()
         else:
             self._dispatch(message)
+            if self._atLimit():
+                self._updateReading()
 
     def onPing(self, payload: bytes) -> None:
         self._lastRead = self.factory.reactor.seconds()
@@ -333,7 +352,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     # Dispatch -------------------------------------------------------------
 
     def _atLimit(self) -> bool:
-        return self._limit is not None and self._busy >= self._limit
+        return self._inline or (self._limit is not None and self._busy >= self._limit)
 
     def _dispatch(self, message: wire.Message) -> None:
         kind = type(message)
@@ -351,14 +370,18 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 self._runSignal(message)
         elif kind is wire.RestoreSession or kind is wire.CloseSession:
             assert isinstance(message, (wire.RestoreSession, wire.CloseSession))
-            self._sendReply(
-                self._specialReply(
-                    message,
-                    wire.MessageType.REPLY_SHUTDOWN
-                    if self.factory._shuttingDown
-                    else wire.MessageType.REPLY_SESSIONS_DISABLED,
+            if self.factory._shuttingDown:
+                self._sendReply(
+                    self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
                 )
-            )
+            elif self.factory.sessions is None:
+                self._sendReply(
+                    self._specialReply(
+                        message, wire.MessageType.REPLY_SESSIONS_DISABLED
+                    )
+                )
+            else:
+                self._runSessionRequest(message, self.factory.sessions)
         else:
             self._log.debug(
                 "ignoring {kind} from {peer}: only servers send it",
@@ -398,6 +421,43 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             errbackArgs=(request,),
         )
         result.addBoth(self._deferredDone, result)
+
+    def _runSessionRequest(
+        self,
+        message: wire.RestoreSession | wire.CloseSession,
+        sessions: SessionRegistry,
+    ) -> None:
+        """
+        Restore- and close-session requests run inline, as in the original
+        server: nothing else of this connection starts until they are done.
+        """
+        self._busy += 1
+        self._inline = True
+        if isinstance(message, wire.RestoreSession):
+            reply = sessions.restore(self, message.identifier, message.key)
+        else:
+            reply = sessions.clientClose(self, message.identifier)
+        self._pending.add(reply)
+        reply.addCallbacks(
+            self._sendReply, self._sessionRequestFailed, errbackArgs=(message,)
+        )
+        reply.addBoth(self._inlineDone, reply)
+
+    def _sessionRequestFailed(
+        self, failure: Failure, message: wire.RestoreSession | wire.CloseSession
+    ) -> None:
+        self._log.failure(
+            "session request from {peer} failed; answering with an internal error",
+            failure,
+            peer=self.peer,
+        )
+        self._sendReply(
+            self._specialReply(message, wire.MessageType.REPLY_INTERNAL_ERROR)
+        )
+
+    def _inlineDone(self, result: object, reply: Deferred[Any]) -> None:
+        self._inline = False
+        self._deferredDone(result, reply)
 
     def _runSignal(self, signal: wire.Signal) -> None:
         self._busy += 1
@@ -599,8 +659,15 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     # Reading, deadlines and closing ---------------------------------------
 
     def _waitingOnHandlers(self) -> bool:
-        return self._state is _OPEN and (
-            self._connectHookPending or bool(self._queue) or self._atLimit()
+        """
+        Whether reading waits for this connection's own handlers (or its
+        connect hook). Never while the server shuts down: then every message
+        is answered at once.
+        """
+        return (
+            self._state is _OPEN
+            and not self.factory._shuttingDown
+            and (self._connectHookPending or bool(self._queue) or self._atLimit())
         )
 
     def _updateReading(self) -> None:
@@ -628,8 +695,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             return
         timeout = self.factory.options.readTimeout
         now = self.factory.reactor.seconds()
-        if self._waitingOnHandlers():
-            # Time spent waiting on our own handlers does not count.
+        if self._waitingOnHandlers() or (self._state is _CLOSING and self._busy):
+            # Time spent waiting on our own handlers does not count, nor does
+            # a close that waits for them (after a violation nothing is read).
             remaining = timeout
         else:
             remaining = self._lastRead + timeout - now
@@ -706,6 +774,8 @@ class WebWireServerFactory(WebSocketServerFactory):
         application: IWebWireServer,
         options: ServerOptions | None = None,
         *,
+        sessionManager: ISessionManager | None = None,
+        keyGenerator: ISessionKeyGenerator | None = None,
         reactor: IReactorTime | None = None,
     ) -> None:
         """
@@ -713,16 +783,23 @@ class WebWireServerFactory(WebSocketServerFactory):
             L{IWebWireServer}.
         :param options: Server settings; L{ServerOptions} defaults if
             omitted.
+        :param sessionManager: What persists sessions; a
+            L{webwire.sessions.FileSessionManager} in C{./wwrsess} if omitted
+            (and sessions are enabled).
+        :param keyGenerator: What makes session keys; a
+            L{webwire.sessions.RandomKeyGenerator} if omitted.
         :param reactor: What timers (read deadline, shutdown timeout) are
             scheduled with; the global reactor if omitted.
-        :raises TypeError: If C{application} does not provide
-            L{IWebWireServer}.
+        :raises TypeError: If an argument does not provide its interface.
+        :raises ValueError: If a session manager or key generator is given
+            while sessions are disabled.
         """
         if not IWebWireServer.providedBy(application):
             raise TypeError(f"{application!r} does not provide IWebWireServer")
         super().__init__(server=f"WebWire/{__version__}", reactor=reactor)
         self.application = application
         self.options = options if options is not None else ServerOptions()
+        self.sessions = self._makeSessions(sessionManager, keyGenerator)
         self.acceptConf = self.options.acceptConf()
         size = self.options.messageBufferSize
         self.setProtocolOptions(
@@ -740,6 +817,63 @@ class WebWireServerFactory(WebSocketServerFactory):
         self._shutdownTimer: IDelayedCall | None = None
         self._shutdownWaiters: list[Deferred[None]] = []
         self._shutdownDone = False
+
+    def _makeSessions(
+        self,
+        manager: ISessionManager | None,
+        keyGenerator: ISessionKeyGenerator | None,
+    ) -> SessionRegistry | None:
+        if not self.options.sessions:
+            if manager is not None or keyGenerator is not None:
+                raise ValueError(
+                    "a session manager or key generator was given, but sessions "
+                    "are disabled"
+                )
+            return None
+        if manager is None:
+            from webwire.sessions.file import FileSessionManager
+
+            manager = FileSessionManager(clock=self.reactor)
+        if not ISessionManager.providedBy(manager):
+            raise TypeError(f"{manager!r} does not provide ISessionManager")
+        if keyGenerator is None:
+            keyGenerator = RandomKeyGenerator()
+        if not ISessionKeyGenerator.providedBy(keyGenerator):
+            raise TypeError(f"{keyGenerator!r} does not provide ISessionKeyGenerator")
+        return SessionRegistry(
+            manager, keyGenerator, self.options.maxSessionConnections, self.reactor
+        )
+
+    @property
+    def sessionManager(self) -> ISessionManager | None:
+        """The session manager, or C{None} if sessions are disabled."""
+        return self.sessions.manager if self.sessions is not None else None
+
+    def closeSession(self, key: str) -> Deferred[None]:
+        """
+        Close session C{key} on every connection that holds it: each is told,
+        and the session manager forgets the session once.
+
+        :returns: A Deferred that fires when the session manager is done.
+        """
+        if self.sessions is None:
+            return fail(SessionsDisabled("the server has no sessions"))
+        return self.sessions.closeSession(key)
+
+    @property
+    def activeSessionCount(self) -> int:
+        """How many sessions are held by at least one connection now."""
+        return self.sessions.activeCount if self.sessions is not None else 0
+
+    def sessionConnections(self, key: str) -> list[IConnection]:
+        """The connections that hold session C{key} now."""
+        if self.sessions is None:
+            return []
+        return [
+            c.connection
+            for c in self.sessions.channelsOf(key)
+            if c.connection is not None
+        ]
 
     @property
     def connections(self) -> list[IConnection]:
@@ -840,4 +974,7 @@ class WebWireServerFactory(WebSocketServerFactory):
             self._forget(protocol)
 
     def _forget(self, protocol: WebWireServerProtocol) -> None:
+        """The connection is closed and its handlers are done."""
         self._protocols.discard(protocol)
+        if self.sessions is not None:
+            self.sessions.detach(protocol)

@@ -1,0 +1,1138 @@
+"""
+Tests for L{webwire.sessions}: keys, times and the session JSON, then the
+two built-in session managers: one shared contract
+(L{SessionManagerContract}), run by each, and each one's specifics.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import threading
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, cast
+
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    LogLevel,
+    formatEvent,
+    globalLogPublisher,
+)
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from webwire.interfaces import IConnection, ISessionKeyGenerator, ISessionManager
+from webwire.sessions.file import CorruptSessionError, FileSessionManager
+from webwire.sessions.keys import RandomKeyGenerator, checkKey, isSafeKey
+from webwire.sessions.memory import MemorySessionManager
+from webwire.sessions.session import (
+    Session,
+    SessionLookupResult,
+    formatTime,
+    parseTime,
+)
+
+KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v"
+OTHER_KEY = "Zm9vYmFyLWJhei1xdXV4X3NwYW0tZWdncy1oYW0tYmFjb24tbGV0dHVjZS0xMjM0"
+INFO: dict[str, Any] = {
+    "user": "bob",
+    "admin": True,
+    "nested": {"list": [1, 2.5, None, "\u00fc\u20ac\U0001f600"], "empty": {}},
+    "\u00fcn\u00efcode": "\u65e5\u672c",
+}
+INVALID_KEYS = ["../x", "/etc/passwd", "a\x00b", "x" * 5000, "", "\u00fc"]
+START = 1547555362.0
+"""2019-01-15T12:29:22Z, as a POSIX timestamp."""
+T0 = datetime(2019, 1, 15, 12, 29, 22, tzinfo=UTC)
+
+
+class _FakeConnection:
+    """
+    Just what a session manager reads of a connection: its session.
+    """
+
+    def __init__(self, session: Session | None) -> None:
+        self.session = session
+
+
+def connectionWith(session: Session | None) -> IConnection:
+    """
+    A stand-in connection holding C{session}.
+    """
+    return cast(IConnection, _FakeConnection(session))
+
+
+def capturedLines(
+    testCase: SynchronousTestCase, minimum: LogLevel = LogLevel.debug
+) -> Callable[[], list[str]]:
+    """
+    Capture the log events from now on; return a function that gives the
+    formatted events of at least level C{minimum}.
+    """
+    events: list[LogEvent] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    testCase.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def lines() -> list[str]:
+        return [formatEvent(e) for e in events if e["log_level"] >= minimum]
+
+    return lines
+
+
+# Keys, times and the session JSON.
+
+
+class RandomKeyGeneratorTests(SynchronousTestCase):
+    """
+    Tests for L{RandomKeyGenerator}.
+    """
+
+    def test_providesInterface(self) -> None:
+        """
+        It provides L{ISessionKeyGenerator}.
+        """
+        self.assertTrue(verifyObject(ISessionKeyGenerator, RandomKeyGenerator()))
+
+    def test_keyShape(self) -> None:
+        """
+        Keys are 64 characters of the URL-safe base64 alphabet, never C{=}.
+        """
+        generator = RandomKeyGenerator()
+        for _ in range(200):
+            key = generator.generate()
+            self.assertEqual(len(key), 64)
+            self.assertRegex(key, r"\A[A-Za-z0-9_-]{64}\Z")
+            self.assertNotIn("=", key)
+            self.assertEqual(checkKey(key), key)
+            self.assertTrue(isSafeKey(key))
+
+    def test_keysDiffer(self) -> None:
+        """
+        Each call makes a different key.
+        """
+        generator = RandomKeyGenerator()
+        keys = {generator.generate() for _ in range(200)}
+        self.assertEqual(len(keys), 200)
+
+
+class CheckKeyTests(SynchronousTestCase):
+    """
+    Tests for L{checkKey} and L{isSafeKey}.
+    """
+
+    def test_checkKeyAccepts(self) -> None:
+        """
+        1 to 255 printable ASCII characters are accepted and returned.
+        """
+        printable = "".join(chr(c) for c in range(0x20, 0x7F))
+        for key in [" ", "~", "a", "a" * 255, printable, "../x"]:
+            self.assertEqual(checkKey(key), key)
+
+    def test_checkKeyRejects(self) -> None:
+        """
+        Empty, too long, control or non-ASCII keys and non-strings are
+        refused with C{ValueError}.
+        """
+        bad: list[object] = ["", "a" * 256, "\n", "a\x7f", "\u00e9", 42, b"abc", None]
+        for key in bad:
+            self.assertRaises(ValueError, checkKey, key)
+
+    def test_isSafeKey(self) -> None:
+        """
+        Safe keys are 1 to 240 characters of C{[A-Za-z0-9_-]}.
+        """
+        for key in ["a", "a" * 240, "Az09_-", KEY]:
+            self.assertTrue(isSafeKey(key), key)
+        for key in ["a" * 241, "a.b", "a b", "a/b", "..", *INVALID_KEYS]:
+            self.assertFalse(isSafeKey(key), key)
+
+
+class TimeTests(SynchronousTestCase):
+    """
+    Tests for L{formatTime} and L{parseTime}, with the examples of
+    PROTOCOL.md section 5.3.
+    """
+
+    def test_nanoseconds(self) -> None:
+        """
+        Nine fraction digits parse to the first six; microseconds format
+        with six digits.
+        """
+        when = datetime(2019, 1, 15, 12, 29, 22, 123456, UTC)
+        self.assertEqual(parseTime("2019-01-15T12:29:22.123456789Z"), when)
+        self.assertEqual(formatTime(when), "2019-01-15T12:29:22.123456Z")
+
+    def test_trailingZeros(self) -> None:
+        """
+        Trailing zeros of the fraction are left out.
+        """
+        when = datetime(2019, 1, 15, 12, 29, 22, 120000, UTC)
+        self.assertEqual(parseTime("2019-01-15T12:29:22.12Z"), when)
+        self.assertEqual(formatTime(when), "2019-01-15T12:29:22.12Z")
+
+    def test_belowMicrosecond(self) -> None:
+        """
+        A fraction below a microsecond parses to 0; a whole second formats
+        without a dot.
+        """
+        when = parseTime("2019-01-15T12:29:22.0000001Z")
+        self.assertEqual(when, T0)
+        self.assertEqual(when.microsecond, 0)
+        self.assertEqual(formatTime(when), "2019-01-15T12:29:22Z")
+
+    def test_offsets(self) -> None:
+        """
+        A non-zero offset is written C{+hh:mm} (or C{-hh:mm}) and parsed
+        back to the same instant and offset.
+        """
+        plusOne = timezone(timedelta(hours=1))
+        examples = [
+            ("2019-01-15T13:29:22.5+01:00", datetime(2019, 1, 15, 13, 29, 22, 500000)),
+            ("2019-01-15T13:29:22+01:00", datetime(2019, 1, 15, 13, 29, 22)),
+        ]
+        for text, local in examples:
+            when = local.replace(tzinfo=plusOne)
+            self.assertEqual(formatTime(when), text)
+            parsed = parseTime(text)
+            self.assertEqual(parsed, when)
+            self.assertEqual(parsed.utcoffset(), timedelta(hours=1))
+        self.assertEqual(
+            parseTime("2019-01-15T13:29:22.5+01:00"),
+            datetime(2019, 1, 15, 12, 29, 22, 500000, UTC),
+        )
+        minus = timezone(-timedelta(hours=5, minutes=30))
+        when = datetime(2019, 1, 15, 6, 59, 22, tzinfo=minus)
+        self.assertEqual(formatTime(when), "2019-01-15T06:59:22-05:30")
+        self.assertEqual(parseTime("2019-01-15T06:59:22-05:30"), T0)
+
+    def test_parseZeroTime(self) -> None:
+        """
+        Go's zero time parses.
+        """
+        self.assertEqual(
+            parseTime("0001-01-01T00:00:00Z"), datetime(1, 1, 1, tzinfo=UTC)
+        )
+
+    def test_formatZeroTime(self) -> None:
+        """
+        Go's zero time formats with a four-digit year.
+        """
+        self.assertEqual(
+            formatTime(datetime(1, 1, 1, tzinfo=UTC)), "0001-01-01T00:00:00Z"
+        )
+
+    def test_formatNaive(self) -> None:
+        """
+        A naive datetime cannot be formatted.
+        """
+        self.assertRaises(ValueError, formatTime, datetime(2019, 1, 15, 12, 29, 22))
+
+    def test_parseRejects(self) -> None:
+        """
+        A space separator, a missing zone, a lowercase C{z}, numbers and
+        other forms are refused with C{ValueError}.
+        """
+        for text in [
+            "2019-01-15 12:29:22Z",
+            "2019-01-15T12:29:22",
+            "2019-01-15T12:29:22.5",
+            "2019-01-15T12:29:22z",
+            "2019-01-15T12:29:22+0100",
+            "1547555362",
+            "",
+            "2019-01-15T12:29:22Z ",
+        ]:
+            self.assertRaises(ValueError, parseTime, text)
+
+    def test_parseIsoformat(self) -> None:
+        """
+        Python's C{isoformat} output parses.
+        """
+        when = datetime(2019, 1, 15, 12, 29, 22, 123456, UTC)
+        self.assertEqual(parseTime(when.isoformat()), when)
+
+    def test_roundTrip(self) -> None:
+        """
+        Formatting then parsing gives the same instant, offset included.
+        """
+        zones = [UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=9))]
+        for micro in [0, 1, 10, 999999, 500000, 123450]:
+            for zone in zones:
+                when = datetime(2024, 2, 29, 23, 59, 59, micro, zone)
+                parsed = parseTime(formatTime(when))
+                self.assertEqual(parsed, when)
+                self.assertEqual(parsed.utcoffset(), when.utcoffset())
+
+
+class SessionJSONTests(SynchronousTestCase):
+    """
+    Tests for L{Session.toJSON} and L{Session.fromJSON}.
+    """
+
+    def test_toJSONWithInfo(self) -> None:
+        """
+        Compact JSON, members in the order k, c, l, i.
+        """
+        when = datetime(2019, 1, 15, 12, 29, 22, 123456, UTC)
+        session = Session(KEY, when, when, {"admin": True, "user": "bob"})
+        self.assertEqual(
+            session.toJSON(),
+            b'{"k":"' + KEY.encode() + b'","c":"2019-01-15T12:29:22.123456Z",'
+            b'"l":"2019-01-15T12:29:22.123456Z","i":{"admin":true,"user":"bob"}}',
+        )
+
+    def test_toJSONWithoutInfo(self) -> None:
+        """
+        Without info, C{i} is left out.
+        """
+        session = Session("abc", T0, T0 + timedelta(seconds=1))
+        self.assertEqual(
+            session.toJSON(),
+            b'{"k":"abc","c":"2019-01-15T12:29:22Z","l":"2019-01-15T12:29:23Z"}',
+        )
+
+    def test_fromJSONT25(self) -> None:
+        """
+        The session JSON of test vector T25 reads.
+        """
+        session = Session.fromJSON(
+            b'{"k":"abc","c":"2019-01-15T12:29:22.123456789Z",'
+            b'"l":"2019-01-15T12:29:22.123456789Z"}'
+        )
+        when = datetime(2019, 1, 15, 12, 29, 22, 123456, UTC)
+        self.assertEqual(session, Session("abc", when, when))
+        self.assertEqual(session.info, {})
+
+    def test_fromJSONT28(self) -> None:
+        """
+        The session JSON of test vector T28 reads, offset and info included.
+        """
+        session = Session.fromJSON(
+            '{"k":"abc","c":"2019-01-15T12:29:22.12Z",'
+            '"l":"2019-01-15T13:29:22+01:00","i":{"admin":true}}'
+        )
+        self.assertEqual(session.key, "abc")
+        self.assertEqual(
+            session.creation, datetime(2019, 1, 15, 12, 29, 22, 120000, UTC)
+        )
+        self.assertEqual(session.lastLookup, T0)
+        self.assertEqual(session.lastLookup.utcoffset(), timedelta(hours=1))
+        self.assertEqual(session.info, {"admin": True})
+
+
+# The session manager contract.
+
+if TYPE_CHECKING:
+    _ContractBase = SynchronousTestCase
+else:
+    _ContractBase = object
+
+
+class SessionManagerContract(_ContractBase):
+    """
+    What every built-in L{ISessionManager} does. Mix into a
+    L{SynchronousTestCase} that sets C{self.clock} (at L{START}) in
+    C{setUp} and implements L{makeManager} and L{storedKeys}.
+    """
+
+    clock: Clock
+
+    def makeManager(self, maxIdle: float | None = None) -> ISessionManager:
+        """
+        A new, empty manager on C{self.clock}.
+        """
+        raise NotImplementedError()
+
+    def storedKeys(self, manager: ISessionManager) -> set[str]:
+        """
+        The keys C{manager} holds, expired or not.
+        """
+        raise NotImplementedError()
+
+    def resolve(self, result: object) -> Any:
+        """
+        A hook's result: its value, or what its Deferred (or coroutine)
+        fired with.
+        """
+        if isinstance(result, Deferred | Coroutine):
+            return self.successResultOf(result)
+        return result
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), UTC)
+
+    def create(
+        self,
+        manager: ISessionManager,
+        key: str = KEY,
+        info: dict[str, Any] | None = None,
+    ) -> Session:
+        """
+        Create a session now through C{manager}'s hook.
+        """
+        now = self.now()
+        session = Session(key, now, now, INFO if info is None else info)
+        self.resolve(manager.onSessionCreated(connectionWith(session)))
+        return session
+
+    def lookup(self, manager: ISessionManager, key: str) -> SessionLookupResult | None:
+        result = self.resolve(manager.onSessionLookup(key))
+        assert result is None or isinstance(result, SessionLookupResult)
+        return result
+
+    def close(self, manager: ISessionManager, key: str) -> None:
+        self.resolve(manager.onSessionClosed(key))
+
+    def test_provides(self) -> None:
+        """
+        The manager fully provides L{ISessionManager}.
+        """
+        self.assertTrue(verifyObject(ISessionManager, self.makeManager()))
+
+    def test_lookupCreated(self) -> None:
+        """
+        A created session is found: its creation time, its creation time as
+        last lookup the first time, and its info intact (nested, unicode).
+        """
+        manager = self.makeManager()
+        session = self.create(manager)
+        self.clock.advance(5)
+        result = self.lookup(manager, KEY)
+        assert result is not None
+        self.assertEqual(result.creation, session.creation)
+        self.assertEqual(result.lastLookup, session.creation)
+        self.assertEqual(result.info, INFO)
+        self.assertEqual(result.creation.utcoffset(), timedelta(0))
+
+    def test_lookupReturnsPreviousLookup(self) -> None:
+        """
+        Each lookup returns the time of the previous one as last lookup.
+        """
+        manager = self.makeManager()
+        session = self.create(manager)
+        self.clock.advance(5)
+        firstLookup = self.now()
+        self.lookup(manager, KEY)
+        self.clock.advance(10)
+        result = self.lookup(manager, KEY)
+        assert result is not None
+        self.assertEqual(result.creation, session.creation)
+        self.assertEqual(result.lastLookup, firstLookup)
+        self.assertEqual(result.info, INFO)
+
+    def test_withoutInfo(self) -> None:
+        """
+        A session without info is found with empty info.
+        """
+        manager = self.makeManager()
+        self.create(manager, info={})
+        result = self.lookup(manager, KEY)
+        assert result is not None
+        self.assertEqual(result.info, {})
+
+    def test_infoIsCopied(self) -> None:
+        """
+        Changing the info of the created session or of a lookup result does
+        not change what is stored.
+        """
+        manager = self.makeManager()
+        session = self.create(manager)
+        cast(dict[str, Any], session.info)["user"] = "mallory"
+        first = self.lookup(manager, KEY)
+        assert first is not None
+        cast(dict[str, Any], first.info)["nested"]["list"].append("more")
+        second = self.lookup(manager, KEY)
+        assert second is not None
+        self.assertEqual(second.info, INFO)
+
+    def test_sessionsAreSeparate(self) -> None:
+        """
+        Each key has its own session; closing one leaves the other.
+        """
+        manager = self.makeManager()
+        self.create(manager, KEY, {"n": 1})
+        self.create(manager, OTHER_KEY, {"n": 2})
+        self.close(manager, KEY)
+        self.assertIsNone(self.lookup(manager, KEY))
+        other = self.lookup(manager, OTHER_KEY)
+        assert other is not None
+        self.assertEqual(other.info, {"n": 2})
+
+    def test_unknownKey(self) -> None:
+        """
+        An unknown key is not found.
+        """
+        manager = self.makeManager()
+        self.create(manager)
+        self.assertIsNone(self.lookup(manager, OTHER_KEY))
+
+    def test_closed(self) -> None:
+        """
+        A closed session is not found any more.
+        """
+        manager = self.makeManager()
+        self.create(manager)
+        self.close(manager, KEY)
+        self.assertIsNone(self.lookup(manager, KEY))
+        self.assertEqual(self.storedKeys(manager), set())
+
+    def test_closeIsIdempotent(self) -> None:
+        """
+        Closing a session twice, or an unknown one, does no harm.
+        """
+        manager = self.makeManager()
+        self.create(manager)
+        self.close(manager, KEY)
+        self.close(manager, KEY)
+        self.close(manager, OTHER_KEY)
+        self.assertIsNone(self.lookup(manager, KEY))
+
+    def test_invalidKeys(self) -> None:
+        """
+        Keys that could be path tricks, or are empty, huge or non-ASCII, are
+        not found, and closing them does no harm.
+        """
+        manager = self.makeManager()
+        self.create(manager)
+        for key in INVALID_KEYS:
+            self.assertIsNone(self.lookup(manager, key), key)
+            self.close(manager, key)
+        self.assertEqual(self.storedKeys(manager), {KEY})
+
+    def test_expiry(self) -> None:
+        """
+        With C{maxIdle}, a session idle that long is still found; one idle
+        longer is not, and is removed.
+        """
+        manager = self.makeManager(maxIdle=100)
+        self.create(manager)
+        self.clock.advance(99)
+        self.assertIsNotNone(self.lookup(manager, KEY))
+        self.clock.advance(101)
+        self.assertIsNone(self.lookup(manager, KEY))
+        self.assertEqual(self.storedKeys(manager), set())
+
+    def test_idleSinceLastLookup(self) -> None:
+        """
+        Idle time counts from the last lookup, not from the creation.
+        """
+        manager = self.makeManager(maxIdle=100)
+        self.create(manager)
+        for _ in range(5):
+            self.clock.advance(60)
+            self.assertIsNotNone(self.lookup(manager, KEY))
+
+    def test_noExpiryByDefault(self) -> None:
+        """
+        Without C{maxIdle}, sessions never expire, and the service does not
+        schedule anything.
+        """
+        manager = self.makeManager()
+        self.create(manager)
+        service = IService(manager)
+        service.startService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10 * 365 * 24 * 3600)
+        self.assertIsNotNone(self.lookup(manager, KEY))
+        self.assertIsNone(service.stopService())
+        self.assertFalse(service.running)
+
+    def test_sweep(self) -> None:
+        """
+        While the service runs, every C{sweepInterval} (by default
+        C{maxIdle}) seconds, expired sessions are removed; stopping the
+        service stops the sweeps.
+        """
+        manager = self.makeManager(maxIdle=100)
+        self.create(manager, KEY)
+        self.clock.advance(50)
+        self.create(manager, OTHER_KEY)
+        service = IService(manager)
+        service.startService()
+        self.assertTrue(service.running)
+        self.clock.advance(99)
+        self.assertEqual(self.storedKeys(manager), {KEY, OTHER_KEY})
+        self.clock.advance(1)  # KEY idle 150 s, OTHER_KEY 100 s
+        self.assertEqual(self.storedKeys(manager), {OTHER_KEY})
+        self.clock.advance(100)
+        self.assertEqual(self.storedKeys(manager), set())
+        self.create(manager, KEY)
+        stopped = service.stopService()
+        if stopped is not None:
+            self.successResultOf(stopped)
+        self.assertFalse(service.running)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(1000)
+        self.assertEqual(self.storedKeys(manager), {KEY})
+
+    def test_sweepLogsCountNotKeys(self) -> None:
+        """
+        A sweep logs how many sessions it removed at info level; no full key
+        is logged above debug level.
+        """
+        lines = capturedLines(self, LogLevel.info)
+        manager = self.makeManager(maxIdle=100)
+        self.create(manager, KEY)
+        self.create(manager, OTHER_KEY)
+        service = IService(manager)
+        service.startService()
+        self.clock.advance(200)  # the sweep at 100 s finds none expired
+        self.create(manager, KEY)
+        self.clock.advance(101)
+        self.assertIsNone(self.lookup(manager, KEY))
+        self.close(manager, KEY)
+        service.stopService()
+        self.assertIn("swept 2 expired session(s)", lines())
+        for line in lines():
+            self.assertNotIn(KEY, line)
+            self.assertNotIn(OTHER_KEY, line)
+
+
+class MemorySessionManagerTests(SessionManagerContract, SynchronousTestCase):
+    """
+    L{MemorySessionManager} fulfils the contract, and accepts any key.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+
+    def makeManager(self, maxIdle: float | None = None) -> MemorySessionManager:
+        return MemorySessionManager(maxIdle=maxIdle, clock=self.clock)
+
+    def storedKeys(self, manager: ISessionManager) -> set[str]:
+        return set(cast(MemorySessionManager, manager)._sessions)
+
+    def test_anyKey(self) -> None:
+        """
+        Any key may be stored: nothing becomes a file name.
+        """
+        manager = self.makeManager()
+        self.create(manager, "a.b/../c")
+        self.assertIsNotNone(self.lookup(manager, "a.b/../c"))
+        self.assertEqual(len(manager), 1)
+
+    def test_createWithoutSession(self) -> None:
+        """
+        A connection without a session cannot be stored.
+        """
+        manager = self.makeManager()
+        self.assertRaises(ValueError, manager.onSessionCreated, connectionWith(None))
+
+
+class ExpiringManagerTests(SynchronousTestCase):
+    """
+    The expiry settings shared by the built-in managers.
+    """
+
+    def test_sweepIntervalDefault(self) -> None:
+        """
+        The sweep interval defaults to C{maxIdle}, at most an hour; without
+        C{maxIdle} there is none.
+        """
+        self.assertEqual(MemorySessionManager(maxIdle=100).sweepInterval, 100)
+        self.assertEqual(MemorySessionManager(maxIdle=86400).sweepInterval, 3600)
+        self.assertEqual(
+            MemorySessionManager(maxIdle=86400, sweepInterval=60).sweepInterval, 60
+        )
+        self.assertIsNone(MemorySessionManager(sweepInterval=60).sweepInterval)
+        self.assertIsNone(FileSessionManager(self.mktemp()).sweepInterval)
+        self.assertEqual(
+            FileSessionManager(self.mktemp(), maxIdle=7200).sweepInterval, 3600
+        )
+
+    def test_invalidSettings(self) -> None:
+        """
+        C{maxIdle} and C{sweepInterval} must be positive.
+        """
+        for kwargs in [{"maxIdle": 0}, {"maxIdle": -1}, {"sweepInterval": 0}]:
+            self.assertRaises(ValueError, MemorySessionManager, **kwargs)
+            self.assertRaises(ValueError, FileSessionManager, self.mktemp(), **kwargs)
+
+    def test_defaultClock(self) -> None:
+        """
+        The clock defaults to the global reactor.
+        """
+        from twisted.internet import reactor
+
+        self.assertIs(MemorySessionManager().clock, reactor)
+        self.assertIs(FileSessionManager(self.mktemp()).clock, reactor)
+
+    def test_sweepWithoutMaxIdle(self) -> None:
+        """
+        Without C{maxIdle}, a sweep removes nothing.
+        """
+        manager = MemorySessionManager(clock=Clock())
+        self.assertEqual(self.successResultOf(manager.sweep()), 0)
+
+
+# The file manager.
+
+
+class _ManualRunner:
+    """
+    A C{runInThread} that runs nothing until told to.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[
+            tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]
+        ] = []
+
+    def __call__(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.pending.append((f, args, d))
+        return d
+
+    def runAll(self) -> None:
+        pending, self.pending = self.pending, []
+        for f, args, d in pending:
+            maybeDeferred(f, *args).chainDeferred(d)
+
+
+def goFile(info: str = '{"admin":true}') -> bytes:
+    """
+    A session file as the Go server writes it.
+    """
+    return (
+        b'{"c":"2019-01-15T12:29:22.123456789Z","l":"2019-01-15T12:29:22.12Z","i":'
+        + info.encode()
+        + b"}"
+    )
+
+
+def tree(root: FilePath[str]) -> dict[str, bytes | None]:
+    """
+    Every path under C{root}, with the content of regular files.
+    """
+    return {
+        "/".join(path.segmentsFrom(root)): (
+            path.getContent() if path.isfile() and not path.islink() else None
+        )
+        for path in root.walk()
+        if path != root
+    }
+
+
+class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
+    """
+    L{FileSessionManager} fulfils the contract (running its file operations
+    at once), and keeps its files as PROTOCOL.md section 5.7 says, safely.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.base = FilePath(self.mktemp())
+        self.base.makedirs()
+        self.directory = self.base.child("sessions")
+
+    def makeManager(
+        self,
+        maxIdle: float | None = None,
+        runInThread: Callable[..., Deferred[Any]] = maybeDeferred,
+    ) -> FileSessionManager:
+        return FileSessionManager(
+            self.directory, maxIdle=maxIdle, clock=self.clock, runInThread=runInThread
+        )
+
+    def storedKeys(self, manager: ISessionManager) -> set[str]:
+        if not self.directory.exists():
+            return set()
+        return {
+            name.removesuffix(".wwrsess")
+            for name in self.directory.listdir()
+            if name.endswith(".wwrsess")
+        }
+
+    def sessionFile(self, key: str = KEY) -> FilePath[str]:
+        return self.directory.child(key + ".wwrsess")
+
+    def plant(self, content: bytes, key: str = KEY) -> FilePath[str]:
+        """
+        Write a session file by hand.
+        """
+        self.directory.makedirs(ignoreExistingDirectory=True)
+        path = self.sessionFile(key)
+        path.setContent(content)
+        return path
+
+    def useUmask(self, mask: int) -> None:
+        self.addCleanup(os.umask, os.umask(mask))
+
+    def test_directoryCreatedWithParents(self) -> None:
+        """
+        The directory, and its parents, is created on the first store (not
+        on a lookup), mode 0700; session files are mode 0600.
+        """
+        self.directory = self.base.descendant(["a", "b", "sessions"])
+        manager = self.makeManager()
+        self.assertIsNone(self.lookup(manager, KEY))
+        self.assertFalse(self.base.child("a").exists())
+        self.useUmask(0o022)
+        self.create(manager)
+        self.assertEqual(stat.S_IMODE(os.stat(self.directory.path).st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(os.stat(self.sessionFile().path).st_mode), 0o600)
+
+    def test_modesWhateverTheUmask(self) -> None:
+        """
+        The directory is mode 0700 and files 0600 even under a umask that
+        would take the owner's permissions away.
+        """
+        manager = self.makeManager()
+        self.useUmask(0o277)
+        self.create(manager)
+        self.assertEqual(stat.S_IMODE(os.stat(self.directory.path).st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(os.stat(self.sessionFile().path).st_mode), 0o600)
+        os.umask(0o377)
+        self.assertIsNotNone(self.lookup(manager, KEY))
+        self.assertEqual(stat.S_IMODE(os.stat(self.sessionFile().path).st_mode), 0o600)
+
+    def test_existingDirectoryKept(self) -> None:
+        """
+        An existing directory's mode is left as it is.
+        """
+        self.directory.makedirs()
+        self.directory.chmod(0o750)
+        self.create(self.makeManager())
+        self.assertEqual(stat.S_IMODE(os.stat(self.directory.path).st_mode), 0o750)
+
+    def test_defaultDirectory(self) -> None:
+        """
+        The default directory is C{wwrsess} in the working directory at
+        construction time; a relative one is made absolute; neither is
+        created before use.
+        """
+        self.assertEqual(
+            FileSessionManager().directory, FilePath(os.path.abspath("wwrsess"))
+        )
+        self.assertEqual(
+            FileSessionManager("rel/dir").directory.path, os.path.abspath("rel/dir")
+        )
+        self.assertFalse(os.path.exists("wwrsess"))
+
+    def test_contentWithInfo(self) -> None:
+        """
+        The file is compact JSON C{{"c","l","i"}}, info members sorted, in
+        UTF-8.
+        """
+        manager = self.makeManager()
+        when = datetime(2019, 1, 15, 12, 29, 22, 123456, UTC)
+        info = {"user": "b\u00f6b", "admin": True}
+        session = Session(KEY, when, when, info)
+        self.resolve(manager.onSessionCreated(connectionWith(session)))
+        self.assertEqual(
+            self.sessionFile().getContent(),
+            '{"c":"2019-01-15T12:29:22.123456Z","l":"2019-01-15T12:29:22.123456Z",'
+            '"i":{"admin":true,"user":"b\u00f6b"}}'.encode(),
+        )
+
+    def test_contentWithoutInfo(self) -> None:
+        """
+        Without info, the file says C{"i":null}.
+        """
+        self.create(self.makeManager(), info={})
+        self.assertEqual(
+            self.sessionFile().getContent(),
+            b'{"c":"2019-01-15T12:29:22Z","l":"2019-01-15T12:29:22Z","i":null}',
+        )
+
+    def test_lookupRewritesLastLookup(self) -> None:
+        """
+        A lookup of a file written by the Go server returns its times and
+        info, and rewrites only C{"l"} (now, UTC), keeping C{"c"} as it was
+        written.
+        """
+        path = self.plant(goFile())
+        self.clock.advance(100)
+        result = self.lookup(self.makeManager(), KEY)
+        self.assertEqual(
+            result,
+            SessionLookupResult(
+                datetime(2019, 1, 15, 12, 29, 22, 123456, UTC),
+                datetime(2019, 1, 15, 12, 29, 22, 120000, UTC),
+                {"admin": True},
+            ),
+        )
+        self.assertEqual(
+            path.getContent(),
+            b'{"c":"2019-01-15T12:29:22.123456789Z","l":"2019-01-15T12:31:02Z",'
+            b'"i":{"admin":true}}',
+        )
+
+    def test_nullInfo(self) -> None:
+        """
+        A file with C{"i":null}, as the Go server writes it, reads as empty
+        info, and stays so.
+        """
+        path = self.plant(goFile("null"))
+        result = self.lookup(self.makeManager(), KEY)
+        assert result is not None
+        self.assertEqual(result.info, {})
+        self.assertEqual(json.loads(path.getContent())["i"], None)
+
+    def test_corruptFile(self) -> None:
+        """
+        A file that is not a valid session fails the lookup (it is not
+        "not found"), and is left as it is.
+        """
+        manager = self.makeManager()
+        for content in [
+            b"{not json",
+            b"",
+            b"[]",
+            b"\xff\xfe{}",
+            b'{"c":"2019-01-15T12:29:22Z","i":null}',
+            b'{"c":1,"l":"2019-01-15T12:29:22Z","i":null}',
+            b'{"c":"yesterday","l":"2019-01-15T12:29:22Z","i":null}',
+            b'{"c":"2019-13-15T12:29:22Z","l":"2019-01-15T12:29:22Z","i":null}',
+            b'{"c":"2019-01-15T12:29:22Z","l":"2019-01-15T12:29:22Z","i":[1]}',
+            b"[" * 100000,
+        ]:
+            path = self.plant(content)
+            self.failureResultOf(manager.onSessionLookup(KEY), CorruptSessionError)
+            self.assertEqual(path.getContent(), content)
+
+    def test_rewriteFailureKeepsFile(self) -> None:
+        """
+        If the rewrite of a lookup fails, the lookup fails, the file is
+        unchanged, no temporary file remains, and the error does not reveal
+        the key.
+        """
+        manager = self.makeManager()
+        self.create(manager)
+        original = self.sessionFile().getContent()
+
+        def failingReplace(*args: object) -> None:
+            raise OSError(errno.EIO, "disk on fire", args[0], None, args[1])
+
+        self.patch(os, "replace", failingReplace)
+        self.clock.advance(10)
+        failure = self.failureResultOf(manager.onSessionLookup(KEY), OSError)
+        self.assertNotIn(KEY, str(failure.value))
+        self.assertIn("disk on fire", str(failure.value))
+        self.assertEqual(self.sessionFile().getContent(), original)
+        self.assertEqual(self.directory.listdir(), [KEY + ".wwrsess"])
+
+    def test_createFailureLeavesNothing(self) -> None:
+        """
+        If writing a new file fails, no file (temporary or not) remains.
+        """
+
+        def failingFsync(fd: int) -> None:
+            raise OSError(errno.ENOSPC, "no space left")
+
+        self.patch(os, "fsync", failingFsync)
+        manager = self.makeManager()
+        session = Session(KEY, T0, T0)
+        self.failureResultOf(manager.onSessionCreated(connectionWith(session)), OSError)
+        self.assertEqual(self.directory.listdir(), [])
+
+    def test_createInvalid(self) -> None:
+        """
+        A connection without session, a session whose key cannot be a file
+        name, or info that is not JSON cannot be stored (C{ValueError}), and
+        nothing is written.
+        """
+        manager = self.makeManager()
+        self.failureResultOf(manager.onSessionCreated(connectionWith(None)), ValueError)
+        for key in ["../x", "a.b", "a" * 241]:
+            session = Session(key, T0, T0)
+            failure = self.failureResultOf(
+                manager.onSessionCreated(connectionWith(session)), ValueError
+            )
+            self.assertNotIn(key, str(failure.value))
+        session = Session(KEY, T0, T0, {"nan": float("nan")})
+        self.failureResultOf(
+            manager.onSessionCreated(connectionWith(session)), ValueError
+        )
+        self.assertFalse(self.directory.exists())
+
+    def test_symlinkNotFollowed(self) -> None:
+        """
+        A symbolic link planted as a session file is not followed: the
+        lookup fails as for a corrupt file, the file it points to is
+        untouched, and closing removes only the link.
+        """
+        outside = self.base.child("outside.json")
+        outside.setContent(goFile())
+        self.directory.makedirs()
+        link = self.sessionFile()
+        os.symlink(outside.path, link.path)
+        manager = self.makeManager()
+        failure = self.failureResultOf(
+            manager.onSessionLookup(KEY), CorruptSessionError
+        )
+        self.assertNotIn(KEY, str(failure.value))
+        self.assertTrue(link.islink())
+        self.assertEqual(outside.getContent(), goFile())
+        self.close(manager, KEY)
+        self.assertFalse(os.path.lexists(link.path))
+        self.assertEqual(outside.getContent(), goFile())
+
+    def test_notRegularFile(self) -> None:
+        """
+        A directory or a FIFO named as a session file fails the lookup,
+        without blocking on the FIFO.
+        """
+        manager = self.makeManager()
+        self.sessionFile().makedirs()
+        self.failureResultOf(manager.onSessionLookup(KEY), CorruptSessionError)
+        if hasattr(os, "mkfifo"):
+            os.mkfifo(self.sessionFile(OTHER_KEY).path)
+            self.failureResultOf(
+                manager.onSessionLookup(OTHER_KEY), CorruptSessionError
+            )
+
+    def test_pathTricksStayInside(self) -> None:
+        """
+        Invalid keys never read, write or remove anything, inside or outside
+        the directory.
+        """
+        self.base.child("x.wwrsess").setContent(goFile())
+        self.base.child("passwd.wwrsess").setContent(goFile())
+        manager = self.makeManager()
+        self.create(manager)
+        before = tree(self.base)
+        for key in INVALID_KEYS + ["..", "sessions/../x", "."]:
+            self.assertIsNone(self.lookup(manager, key), key)
+            self.close(manager, key)
+            session = Session(key or "k", T0, T0)
+            if key:
+                self.failureResultOf(
+                    manager.onSessionCreated(connectionWith(session)), ValueError
+                )
+        self.assertEqual(tree(self.base), before)
+
+    def test_sweepSkipsOtherFiles(self) -> None:
+        """
+        A sweep removes expired session files only: temporary files, other
+        names, invalid keys, and unreadable files are left alone.
+        """
+        manager = self.makeManager(maxIdle=100)
+        self.create(manager, KEY)
+        self.plant(b"{broken", "corrupt")
+        others = {
+            ".wwrsess-0123456789abcdef.tmp": goFile(),
+            "README": b"hello",
+            "bad.key.wwrsess": goFile(),
+            "\u00fc.wwrsess": goFile(),
+            "expired.wwrsess.bak": goFile(),
+        }
+        for name, content in others.items():
+            self.directory.child(name).setContent(content)
+        self.directory.child("subdir.wwrsess").makedirs()
+        lines = capturedLines(self, LogLevel.warn)
+        self.clock.advance(101)
+        self.assertEqual(self.successResultOf(manager.sweep()), 1)
+        self.assertFalse(self.sessionFile().exists())
+        for name, content in others.items():
+            self.assertEqual(self.directory.child(name).getContent(), content)
+        self.assertEqual(self.sessionFile("corrupt").getContent(), b"{broken")
+        self.assertTrue(self.directory.child("subdir.wwrsess").isdir())
+        self.assertEqual(
+            lines(),
+            [f"sweep skipped 2 unreadable session file(s) in {self.directory.path}"],
+        )
+
+    def test_sweepMissingDirectory(self) -> None:
+        """
+        Sweeping before any session was stored finds nothing and creates
+        nothing.
+        """
+        manager = self.makeManager(maxIdle=100)
+        self.assertEqual(self.successResultOf(manager.sweep()), 0)
+        self.assertFalse(self.directory.exists())
+
+    def test_sweepFailureLogged(self) -> None:
+        """
+        A failed sweep is logged, and sweeps go on.
+        """
+        self.directory.setContent(b"not a directory")
+        manager = self.makeManager(maxIdle=100)
+        manager.startService()
+        self.clock.advance(100)
+        self.assertEqual(len(self.flushLoggedErrors(NotADirectoryError)), 1)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(100)
+        self.assertEqual(len(self.flushLoggedErrors(NotADirectoryError)), 1)
+        manager.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stopWaitsForSweep(self) -> None:
+        """
+        Stopping the service during a sweep fires once the sweep is done.
+        """
+        runner = _ManualRunner()
+        manager = self.makeManager(maxIdle=100, runInThread=runner)
+        manager.startService()
+        self.clock.advance(100)
+        self.assertEqual(len(runner.pending), 1)
+        stopped = manager.stopService()
+        assert stopped is not None
+        self.assertNoResult(stopped)
+        runner.runAll()
+        self.successResultOf(stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_hooksRunInThread(self) -> None:
+        """
+        Every file operation goes through C{runInThread}; nothing touches
+        the disk before it runs.
+        """
+        runner = _ManualRunner()
+        manager = self.makeManager(runInThread=runner)
+        created = manager.onSessionCreated(connectionWith(Session(KEY, T0, T0)))
+        self.assertFalse(self.directory.exists())
+        runner.runAll()
+        self.successResultOf(created)
+        looked = manager.onSessionLookup(KEY)
+        closed = manager.onSessionClosed(KEY)
+        self.assertNoResult(looked)
+        self.assertNoResult(closed)
+        runner.runAll()
+        self.assertIsNotNone(self.successResultOf(looked))
+        self.assertIsNone(self.successResultOf(closed))
+        self.assertEqual(self.directory.listdir(), [])
+
+
+class FileSessionManagerThreadTests(TestCase):
+    """
+    L{FileSessionManager} with its default C{runInThread}: the real
+    reactor's thread pool.
+    """
+
+    async def test_defaultThreadPool(self) -> None:
+        """
+        Sessions are stored, looked up and closed through the reactor's
+        thread pool, off the reactor thread.
+        """
+        threads: set[int] = set()
+        realFsync = os.fsync
+
+        def recordingFsync(fd: int) -> None:
+            threads.add(threading.get_ident())
+            realFsync(fd)
+
+        self.patch(os, "fsync", recordingFsync)
+        manager = FileSessionManager(self.mktemp())
+        now = datetime.now(UTC).replace(microsecond=0)
+        session = Session(KEY, now, now, {"user": "ada"})
+        await manager.onSessionCreated(connectionWith(session))
+        result = await manager.onSessionLookup(KEY)
+        assert result is not None
+        self.assertEqual((result.creation, result.info), (now, {"user": "ada"}))
+        await manager.onSessionClosed(KEY)
+        self.assertIsNone(await manager.onSessionLookup(KEY))
+        self.assertTrue(threads)
+        self.assertNotIn(threading.get_ident(), threads)
+        self.assertEqual(os.listdir(manager.directory.path), [])
