@@ -343,6 +343,26 @@ class SessionRulesTests(TestCase):
         self.assertIsNone(app.connections[0].session)
         self.assertEqual(await client.roundTrip(named(1, "x")), h("BF") + ident(1))
 
+    async def test_closeByKeyHookOnce(self) -> None:
+        """
+        Closing a session by key on three connections notifies each of them
+        and calls the manager's close hook exactly once.
+        """
+        manager = CountingManager()
+        app = RecordingApplication()
+        server = LoopbackServer(self, app, sessionManager=manager)
+        clients = [await server.connectAccepted() for _ in range(3)]
+        session = await app.connections[0].createSession()
+        await clients[0].message(1)
+        for client in clients[1:]:
+            restore = wire.encodeRestoreSession(ident(1), session.key)
+            self.assertEqual((await client.roundTrip(restore))[0], 192)
+        await server.factory.closeSession(session.key)
+        for client in clients:
+            self.assertEqual(await client.message(2), h("16"))
+        self.assertEqual(manager.closed, [session.key])
+        self.assertEqual(server.factory.activeSessionCount, 0)
+
     async def test_expiry(self) -> None:
         """
         A session not looked up for longer than the maximum idle age is not
@@ -366,6 +386,18 @@ class SessionRulesTests(TestCase):
         await other.message(0)
         gone = await other.roundTrip(wire.encodeRestoreSession(ident(1), session.key))
         self.assertEqual(gone, h("03") + ident(1))
+
+
+class CountingManager(MemorySessionManager):
+    """A memory manager that records which sessions it was told to forget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed: list[str] = []
+
+    def onSessionClosed(self, key: str) -> None:
+        self.closed.append(key)
+        super().onSessionClosed(key)
 
 
 @implementer(ISessionKeyGenerator)
