@@ -8,9 +8,19 @@ from __future__ import annotations
 from webwire.wire import InvalidMessage, MessageTooLarge, ProtocolViolation
 
 __all__ = [
+    "BufferSizeMismatch",
     "Disconnected",
+    "HandshakeError",
+    "IncompatibleProtocolVersion",
+    "InternalError",
+    "MaxSessionConnections",
+    "RequestTimeout",
+    "ServerShutdown",
     "SessionActive",
+    "SessionNotFound",
     "SessionsDisabled",
+    "SubProtocolMismatch",
+    "UnexpectedFirstMessage",
     "InvalidMessage",
     "MessageTooLarge",
     "ProtocolViolation",
@@ -42,7 +52,9 @@ class RequestError(Exception):
 
 class Disconnected(Exception):
     """
-    The connection is closed (or closing), so nothing can be sent on it.
+    The connection is closed (or closing), so nothing can be sent on it; for
+    a client also: it could not connect, or lost the connection while a
+    request waited for its reply.
     """
 
 
@@ -56,3 +68,59 @@ class SessionActive(Exception):
     """
     The connection has a session already; close it before creating another.
     """
+
+
+class SessionNotFound(Exception):
+    """
+    The server does not know the session a client asked to restore (or it
+    expired).
+    """
+
+
+class MaxSessionConnections(Exception):
+    """
+    The session already has as many connections as the server allows.
+    """
+
+
+class InternalError(Exception):
+    """
+    The server failed to handle a request; it logged why, the client only
+    knows that it failed.
+    """
+
+
+class ServerShutdown(Exception):
+    """
+    The server is shutting down and did not handle the request.
+    """
+
+
+class RequestTimeout(TimeoutError):
+    """
+    No reply arrived in time (the connection was made in time or not).
+    A late reply is dropped.
+    """
+
+
+class HandshakeError(Exception):
+    """
+    The server's first message showed that the client cannot talk to it:
+    the client does not retry, and fails every waiting call with this.
+    """
+
+
+class UnexpectedFirstMessage(HandshakeError):
+    """The server's first message was not an AcceptConf."""
+
+
+class IncompatibleProtocolVersion(HandshakeError):
+    """The server speaks another major version of the protocol."""
+
+
+class SubProtocolMismatch(HandshakeError):
+    """The server's sub-protocol name is not the client's."""
+
+
+class BufferSizeMismatch(HandshakeError):
+    """The server's message buffer size is not the client's."""

@@ -15,6 +15,7 @@ from zope.interface import Attribute, Interface
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from webwire.client import WebWireClient
     from webwire.sessions.session import Session, SessionLookupResult
     from webwire.wire import Encoding, PayloadLike, Request, Signal
 
@@ -23,6 +24,7 @@ __all__ = [
     "IHandshakeRequest",
     "ISessionKeyGenerator",
     "ISessionManager",
+    "IWebWireClientHooks",
     "IWebWireServer",
     "RequestResult",
 ]
@@ -218,4 +220,42 @@ class IWebWireServer(Interface):
         empty binary reply. Raise L{webwire.errors.RequestError} for an error
         reply. Any other exception becomes an internal-error reply and is
         logged with its traceback; its text never reaches the client.
+        """
+
+
+class IWebWireClientHooks(Interface):
+    """
+    What a L{webwire.client.WebWireClient} tells its application. Hooks run
+    in the reactor thread, in the order events happen; a hook that raises is
+    logged. Subclass L{webwire.client.ClientHooks} to implement only some.
+    """
+
+    def onConnected(client: WebWireClient) -> None:
+        """
+        The client connected, and restored its session if it had one (or
+        gave up on it: see L{onSessionLost}).
+        """
+
+    def onDisconnected(client: WebWireClient, reason: Failure) -> None:
+        """
+        The connection was lost or closed. With autoconnect the client is
+        already trying to connect again.
+        """
+
+    def onSignal(client: WebWireClient, signal: Signal) -> None:
+        """The server sent a signal."""
+
+    def onSessionCreated(client: WebWireClient, session: Session) -> None:
+        """
+        The client has a session: the server created it, or the client
+        restored it (also automatically after a reconnection).
+        """
+
+    def onSessionClosed(client: WebWireClient) -> None:
+        """The server closed the client's session."""
+
+    def onSessionLost(client: WebWireClient, session: Session, reason: Failure) -> None:
+        """
+        After a reconnection, the session could not be restored (e.g. the
+        server forgot it); the client no longer has it.
         """
