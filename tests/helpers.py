@@ -143,10 +143,11 @@ class LoopbackServer:
         clock: IReactorTime | None = None,
         sessionManager: ISessionManager | None = None,
         keyGenerator: ISessionKeyGenerator | None = None,
+        port: int = 0,
     ) -> None:
         """
         Sessions are kept in memory unless C{sessionManager} says otherwise
-        (or C{options} disables them).
+        (or C{options} disables them). C{port} 0 picks a free port.
         """
         self.testCase = testCase
         if sessionManager is None and (options is None or options.sessions):
@@ -159,7 +160,7 @@ class LoopbackServer:
             reactor=clock if clock is not None else reactor,
         )
         self.port: IListeningPort = reactor.listenTCP(
-            0, self.factory, interface="127.0.0.1"
+            port, self.factory, interface="127.0.0.1"
         )
         self.portNumber: int = self.port.getHost().port  # type: ignore[attr-defined]
         self.clients: list[RawClientProtocol] = []

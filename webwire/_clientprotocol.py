@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["ClientProtocol", "ClientProtocolFactory"]
 
 _HEARTBEAT: Final = wire.encodeHeartbeat()
+_EPSILON: Final = 0.001
+"""Timers treat what is due within a millisecond as due (float sums drift)."""
 
 
 def checkAcceptConf(data: bytes, options: ClientOptions) -> wire.AcceptConf:
@@ -153,7 +155,7 @@ class ClientProtocol(WebSocketClientProtocol):
         if self.state != WebSocketProtocol.STATE_OPEN:
             return
         due = self._lastSent + self._interval - self._clock.seconds()
-        if due <= 0:
+        if due < _EPSILON:
             self.send(_HEARTBEAT)
             due = self._interval
         self._heartbeat = self._clock.callLater(due, self._beat)

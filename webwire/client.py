@@ -24,7 +24,7 @@ from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from twisted.application.internet import backoffPolicy
-from twisted.internet import defer, ssl
+from twisted.internet import ssl
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
@@ -449,14 +449,16 @@ class WebWireClient:
             await protocol.accepted
             return protocol
 
+        def timedOut(result: Any, seconds: float) -> Any:
+            # Whatever the step cut short says (a cancelled name lookup
+            # reports a failed lookup), the reason is the timeout.
+            raise Disconnected(f"no connection within {seconds} seconds")
+
         attempt = Deferred.fromCoroutine(steps())
-        attempt.addTimeout(self.options.dialTimeout, self._clock)
-        try:
-            return await attempt
-        except defer.TimeoutError as e:
-            raise Disconnected(
-                f"no connection within {self.options.dialTimeout} seconds"
-            ) from e
+        attempt.addTimeout(
+            self.options.dialTimeout, self._clock, onTimeoutCancel=timedOut
+        )
+        return await attempt
 
     async def _connected(self, protocol: ClientProtocol) -> None:
         self._protocol = protocol

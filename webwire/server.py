@@ -88,6 +88,8 @@ CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_INTERNAL_ERROR: Final = 1011
 
 _HEARTBEAT: Final = wire.encodeHeartbeat()
+_EPSILON: Final = 0.001
+"""Timers treat what is due within a millisecond as due (float sums drift)."""
 
 # Connection states. OPENING lasts until the WebSocket handshake completes;
 # CLOSING from a close request until the running handlers are done.
@@ -701,7 +703,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             remaining = timeout
         else:
             remaining = self._lastRead + timeout - now
-        if remaining > 0:
+        if remaining >= _EPSILON:
             self._deadline = self.factory.reactor.callLater(
                 remaining, self._checkDeadline
             )
