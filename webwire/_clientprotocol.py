@@ -15,6 +15,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -95,6 +96,7 @@ class ClientProtocol(WebSocketClientProtocol):
         self._heartbeat: IDelayedCall | None = None
         self._lastSent = 0.0
         self._interval = 0.0
+        self._lostBecause: BaseException | None = None
 
     @property
     def _clock(self) -> IReactorTime:
@@ -160,6 +162,12 @@ class ClientProtocol(WebSocketClientProtocol):
             due = self._interval
         self._heartbeat = self._clock.callLater(due, self._beat)
 
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # Autobahn's close reason only knows OpenSSL's errors; a refused host
+        # name (service_identity) would read "peer dropped the connection".
+        self._lostBecause = reason.value
+        super().connectionLost(reason)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self._heartbeat is not None and self._heartbeat.active():
             self._heartbeat.cancel()
@@ -167,6 +175,11 @@ class ClientProtocol(WebSocketClientProtocol):
         why = f"WebSocket closed (code {code}): {reason or 'no reason'}"
         failure = Failure(ConnectionDone(why) if wasClean else ConnectionLost(why))
         if not self.accepted.called:
+            cause = self._lostBecause
+            if cause is not None and not isinstance(
+                cause, (ConnectionDone, ConnectionLost)
+            ):
+                why = f"{why}; because: {cause}"
             self.accepted.errback(Disconnected(why))
             return
         self.factory.client._connectionLost(self, failure)
