@@ -36,6 +36,8 @@ class HandshakeRequest:
     headers: Mapping[str, str]
     params: Mapping[str, list[str]]
     origin: str | None
+    cookies: Mapping[str, str] = attr.ib(factory=dict)
+    peer: IAddress | None = None
 
 
 class _Channel(Protocol):

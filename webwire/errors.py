@@ -21,6 +21,7 @@ __all__ = [
     "SessionsDisabled",
     "SubProtocolMismatch",
     "UnexpectedFirstMessage",
+    "UpgradeRefused",
     "InvalidMessage",
     "MessageTooLarge",
     "ProtocolViolation",
@@ -124,3 +125,17 @@ class SubProtocolMismatch(HandshakeError):
 
 class BufferSizeMismatch(HandshakeError):
     """The server's message buffer size is not the client's."""
+
+
+class UpgradeRefused(Exception):
+    """
+    Raise from C{beforeUpgrade} to refuse a WebSocket upgrade.
+
+    :ivar status: The HTTP status to answer with, e.g. 401 or 403.
+    :ivar reason: The reason phrase sent with it (keep it free of secrets).
+    """
+
+    def __init__(self, status: int = 403, reason: str = "Forbidden") -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IConnection",
     "IHandshakeRequest",
+    "IUpgradeGuard",
     "ISessionKeyGenerator",
     "ISessionManager",
     "IWebWireClientHooks",
@@ -45,6 +46,8 @@ class IHandshakeRequest(Interface):
     )
     params = Attribute("The query parameters (C{Mapping[str, list[str]]}).")
     origin = Attribute("The C{Origin} header, or C{None} (C{str | None}).")
+    cookies = Attribute("The request's cookies (C{Mapping[str, str]}).")
+    peer = Attribute("The client's address (L{IAddress}).")
 
 
 class IConnection(Interface):
@@ -177,6 +180,23 @@ class ISessionKeyGenerator(Interface):
     def generate() -> str:
         """
         Return a new, unguessable key of 1 to 255 printable ASCII characters.
+        """
+
+
+class IUpgradeGuard(Interface):
+    """
+    An application that also provides this is asked before every WebSocket
+    upgrade, e.g. to check a token or a cookie.
+    """
+
+    def beforeUpgrade(
+        request: IHandshakeRequest,
+    ) -> Deferred[None] | Coroutine[Any, Any, None] | None:
+        """
+        Accept the upgrade by returning (or firing); refuse it by raising
+        (or failing with) L{webwire.errors.UpgradeRefused}, whose status and
+        reason become the HTTP answer. Any other failure is logged and
+        answered with HTTP 500, its text never sent.
         """
 
 

@@ -58,6 +58,20 @@ class ServerOptions:
         requests are answered "sessions disabled" and creating one fails.
     :ivar maxSessionConnections: Connections one session may have at once
         (checked when a client restores it); 0 means no limit.
+    :ivar allowedOrigins: Browser origins allowed to connect besides the
+        server's own (same-origin requests, and requests without an Origin
+        header such as those of non-browser clients, are always allowed).
+        Entries are origins like C{"https://app.example.com"}, may use
+        C{*} as a wildcard (C{"https://*.example.com"}), and C{"*"} allows
+        every origin. Others are refused with HTTP 403: sessions
+        authenticate connections, so a foreign page must not open one with
+        the user's cookies (cross-site WebSocket hijacking).
+    :ivar compression: Accept permessage-deflate when a client offers it.
+        Off by default, as in the original server; inflated messages are
+        bounded by C{messageBufferSize} like any other.
+    :ivar paths: The request paths upgrades are accepted on, e.g.
+        C{("/ws",)}; others get HTTP 404. Empty (the default) accepts any
+        path, as the original server does.
     """
 
     readTimeout: float = wire.DEFAULT_READ_TIMEOUT_MS / 1000
@@ -70,6 +84,9 @@ class ServerOptions:
     maxConnections: int = 0
     sessions: bool = True
     maxSessionConnections: int = 0
+    allowedOrigins: tuple[str, ...] = ()
+    compression: bool = False
+    paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("readTimeout", "shutdownTimeout", "openHandshakeTimeout"):
@@ -113,6 +130,9 @@ class ServerOptions:
                 "maxSessionConnections must not be negative: "
                 f"{self.maxSessionConnections}"
             )
+        for path in self.paths:
+            if not path.startswith("/"):
+                raise ValueError(f"a path must start with '/': {path!r}")
         if self.maxConnections < 0:
             raise ValueError(
                 f"maxConnections must not be negative: {self.maxConnections}"

@@ -36,12 +36,19 @@ never logged.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from http.cookies import CookieError, SimpleCookie
 from typing import Any, Final, Protocol, cast
+from urllib.parse import urlsplit
 
 from autobahn.exception import Disconnected as _SocketClosed
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import (
@@ -66,11 +73,12 @@ from zope.interface import implementer
 from webwire import wire
 from webwire._version import __version__
 from webwire.connection import Connection, HandshakeRequest
-from webwire.errors import Disconnected, RequestError, SessionsDisabled
+from webwire.errors import Disconnected, RequestError, SessionsDisabled, UpgradeRefused
 from webwire.interfaces import (
     IConnection,
     ISessionKeyGenerator,
     ISessionManager,
+    IUpgradeGuard,
     IWebWireServer,
 )
 from webwire.options import ServerOptions
@@ -104,6 +112,7 @@ class _StreamTransport(Protocol):
 
     def getPeer(self) -> IAddress: ...
     def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
     def pauseProducing(self) -> None: ...
     def resumeProducing(self) -> None: ...
     def loseConnection(self) -> None: ...
@@ -242,19 +251,62 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     # Autobahn hooks -------------------------------------------------------
 
-    def onConnect(self, request: ConnectionRequest) -> None:
-        if self.factory._shuttingDown:
+    def onConnect(  # type: ignore[override]  # Autobahn accepts Deferreds too
+        self, request: ConnectionRequest
+    ) -> Deferred[None] | None:
+        """
+        Decide on the upgrade: refused with 503 while shutting down, 404 on
+        a path not served, 403 for a foreign origin, and as the
+        application's C{beforeUpgrade} says (if it has one).
+        """
+        factory = self.factory
+        if factory._shuttingDown:
             raise ConnectionDeny(
                 ConnectionDeny.SERVICE_UNAVAILABLE, "server shutting down"
             )
+        options = factory.options
+        if options.paths and request.path not in options.paths:
+            raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "Not Found")
+        headers = dict(request.headers)
+        if not originAllowed(
+            request.origin, headers.get("host", ""), options.allowedOrigins
+        ):
+            self._log.info(
+                "refused an upgrade from {peer}: origin {origin} not allowed",
+                peer=self.peer,
+                origin=request.origin,
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin Not Allowed")
         self._handshake = HandshakeRequest(
             path=request.path,
             host=request.host,
-            headers=dict(request.headers),
+            headers=headers,
             params=dict(request.params),
-            origin=request.origin,
+            origin=request.origin or None,  # Autobahn says "" for none
+            cookies=_cookies(headers.get("cookie", "")),
+            peer=self._stream.getPeer(),
         )
-        return None
+        if not IUpgradeGuard.providedBy(factory.application):
+            return None
+        guard = _callHook(factory.application.beforeUpgrade, self._handshake)
+        return guard.addCallbacks(lambda _: None, self._upgradeRefused)
+
+    def _upgradeRefused(self, failure: Failure) -> None:
+        error = failure.value
+        if isinstance(error, UpgradeRefused):
+            self._log.info(
+                "the application refused an upgrade from {peer}: {status} {reason}",
+                peer=self.peer,
+                status=error.status,
+                reason=error.reason,
+            )
+            raise ConnectionDeny(error.status, error.reason)
+        self._log.failure(
+            "beforeUpgrade failed for {peer}; answering 500", failure, peer=self.peer
+        )
+        raise ConnectionDeny(
+            ConnectionDeny.INTERNAL_SERVER_ERROR, "Internal Server Error"
+        )
 
     def onOpen(self) -> None:
         factory = self.factory
@@ -269,6 +321,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             datetime.fromtimestamp(clock.seconds(), UTC),
         )
         self.sendMessage(factory.acceptConf, isBinary=True)
+        if getattr(self.transport, "producer", None) is not None:
+            # Taken over from a twisted.web channel (WebWireResource), which
+            # registered itself as the transport's producer and is gone now.
+            self._stream.unregisterProducer()
         self._stream.registerProducer(_WriteMonitor(self), True)
         factory._opened(self)
         self._lastRead = clock.seconds()
@@ -757,6 +813,37 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self.closeGracefully(CLOSE_INTERNAL_ERROR, "internal error")
 
 
+def originAllowed(origin: str | None, host: str, allowed: Sequence[str]) -> bool:
+    """
+    Whether a browser on C{origin} may connect: no Origin (not a browser;
+    C{None} or empty),
+    the server's own host, or a match in C{allowed} (C{*} wildcards).
+    """
+    if not origin:
+        return True
+    if origin != "null":
+        netloc = urlsplit(origin).netloc
+        if netloc and netloc.lower() == host.lower():
+            return True
+    return any(fnmatchcase(origin.lower(), pattern.lower()) for pattern in allowed)
+
+
+def _cookies(header: str) -> dict[str, str]:
+    jar = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+def _acceptDeflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
 class WebWireServerFactory(WebSocketServerFactory):
     """
     Serves one WebWire application; listen with it on any number of ports.
@@ -810,8 +897,14 @@ class WebWireServerFactory(WebSocketServerFactory):
             openHandshakeTimeout=self.options.openHandshakeTimeout,
             closeHandshakeTimeout=0,
             maxConnections=self.options.maxConnections,
+            # Origins are checked in onConnect (same-origin plus the allowed
+            # list); Autobahn's own check is left open. allowNullOrigin must
+            # always be passed: each call resets it.
             allowedOrigins=["*"],
             allowNullOrigin=True,
+            perMessageCompressionAccept=(
+                _acceptDeflate if self.options.compression else lambda offers: None
+            ),
         )
         self._protocols: set[WebWireServerProtocol] = set()
         self._shuttingDown = False
