@@ -26,6 +26,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["webwire", "webwire.*"]) + ["twisted.plugins"],
     package_data={"webwire": ["py.typed"]},
+    entry_points={"console_scripts": ["webwire = webwire.cli:main"]},
     install_requires=[
         "Twisted[tls]>=26.10",
         "autobahn[twisted]>=26.10.2",

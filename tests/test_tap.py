@@ -5,6 +5,7 @@ L{webwire.service} and the twistd plugin, on a L{MemoryReactor}.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import txaio
@@ -22,8 +23,10 @@ from tests.test_server import ControlledApplication, Pair, ident, reply, request
 from webwire.application import Application
 from webwire.conformance import ConformanceApplication
 from webwire.interfaces import IWebWireServer
+from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
+from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.tap import Options, makeService
 
 # Targets of --app in these tests.
@@ -321,3 +324,92 @@ class PluginTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IServiceMaker, maker))
         self.assertIsInstance(maker.options(), Options)
         self.assertIs(maker.makeService, makeService)
+
+
+class ServerOptionTests(SynchronousTestCase):
+    """
+    Every server setting can be given on the command line.
+    """
+
+    def test_allOptions(self) -> None:
+        """Each option ends up in the ServerOptions the service uses."""
+        config = Options()
+        config.parseOptions(
+            [
+                "--read-timeout=3",
+                "--message-buffer-size=4096",
+                "--concurrency=unlimited",
+                "--sub-protocol=chat",
+                "--max-connections=100",
+                "--shutdown-timeout=5",
+                "--max-session-connections=2",
+                "--allowed-origin=https://a.example",
+                "--allowed-origin=https://*.b.example",
+                "--compression",
+                "--path=/ws",
+                "--path=/api",
+            ]
+        )
+        self.assertEqual(
+            config["options"],
+            ServerOptions(
+                readTimeout=3.0,
+                messageBufferSize=4096,
+                concurrency=None,
+                subProtocol="chat",
+                maxConnections=100,
+                shutdownTimeout=5.0,
+                maxSessionConnections=2,
+                allowedOrigins=("https://a.example", "https://*.b.example"),
+                compression=True,
+                paths=("/ws", "/api"),
+            ),
+        )
+
+    def test_defaults(self) -> None:
+        """Without options, the ServerOptions defaults apply."""
+        config = Options()
+        config.parseOptions([])
+        self.assertEqual(config["options"], ServerOptions())
+
+    def test_badValues(self) -> None:
+        """Each bad value is a one-line usage error."""
+        for argv in [
+            ["--read-timeout=-1"],
+            ["--read-timeout=soon"],
+            ["--read-timeout=0"],
+            ["--message-buffer-size=16"],
+            ["--concurrency=0"],
+            ["--concurrency=many"],
+            ["--sessions=redis-someday"],
+            ["--path=ws"],
+            ["--max-connections=-5"],
+            ["--session-max-idle=-1"],
+        ]:
+            error = self.assertRaises(usage.UsageError, Options().parseOptions, argv)
+            self.assertNotIn("\n", str(error), argv)
+            self.assertTrue(str(error), argv)
+
+    def test_sessionManagers(self) -> None:
+        """
+        --sessions chooses the manager: files in --session-directory, memory,
+        or none at all; --session-max-idle sets the expiry.
+        """
+        directory = self.mktemp()
+        config = Options()
+        config.parseOptions(
+            ["--session-directory", directory, "--session-max-idle", "600"]
+        )
+        manager = makeService(config, MemoryReactorClock()).factory.sessionManager  # type: ignore[attr-defined]
+        assert isinstance(manager, FileSessionManager)
+        self.assertEqual(manager.directory.path, os.path.abspath(directory))
+        self.assertEqual(manager.maxIdle, 600)
+        config = Options()
+        config.parseOptions(["--sessions", "memory"])
+        manager = makeService(config, MemoryReactorClock()).factory.sessionManager  # type: ignore[attr-defined]
+        self.assertIsInstance(manager, MemorySessionManager)
+        config = Options()
+        config.parseOptions(["--sessions", "off"])
+        factory = makeService(config, MemoryReactorClock()).factory  # type: ignore[attr-defined]
+        self.assertIsNone(factory.sessionManager)
+        self.assertFalse(factory.options.sessions)

@@ -24,6 +24,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.helpers import DEFAULT_ACCEPT_CONF, connectRaw, h, ident
 from tests.test_endtoend import echoRequest, sleepRequest
+from webwire import wire
 
 ROOT = FilePath(__file__).parent().parent()
 _LISTENING = re.compile(rb"WebWireServerFactory starting on (\d+)")
@@ -116,3 +117,30 @@ class TwistdTests(TestCase):
     async def test_twist(self) -> None:
         """C{python -m twisted webwire}."""
         await self.check([*TWIST, "webwire", *LISTEN])
+
+
+class TwistdOptionsTests(TestCase):
+    """
+    Options given to twistd reach the running server.
+    """
+
+    timeout = 60
+
+    async def test_options(self) -> None:
+        """
+        --read-timeout, --sub-protocol and --path change what the server
+        advertises and where it answers; --sessions off disables sessions.
+        """
+        argv = [*TWISTD, "webwire", *LISTEN, "--read-timeout=3"]
+        argv += ["--sub-protocol=chat", "--path=/ws", "--sessions=off"]
+        process, transport, port = await startServer(self, argv)
+        client = await connectRaw(port, "/ws")
+        self.assertEqual(
+            await client.message(0),
+            h("17 02 00 B8 0B 00 00 00 20 00 00") + b"chat",
+        )
+        restore = wire.encodeRestoreSession(ident(1), "key")
+        self.assertEqual(await client.roundTrip(restore), h("05") + ident(1))
+        transport.signalProcess(signal.SIGTERM)
+        await client.closed
+        await process.ended

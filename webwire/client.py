@@ -36,6 +36,7 @@ from zope.interface import implementer
 from webwire import wire
 from webwire._clientprotocol import ClientProtocol, ClientProtocolFactory
 from webwire.errors import (
+    ConnectionFailed,
     Disconnected,
     HandshakeError,
     InternalError,
@@ -218,17 +219,19 @@ class WebWireClient:
         """Whether the client is connected now."""
         return self._status == CONNECTED
 
-    def connect(self) -> Deferred[None]:
+    def connect(self, timeout: float | None = None) -> Deferred[None]:
         """
         Connect now, if not connected.
 
+        :param timeout: Seconds to keep trying; L{ClientOptions.requestTimeout}
+            if omitted.
         :returns: A Deferred that fires once connected. With autoconnect
-            it keeps trying (backing off) for up to
-            L{ClientOptions.requestTimeout}, then fails with
+            it keeps trying (backing off) until C{timeout}, then fails with
             L{RequestTimeout}; without, it tries once and fails with
-            L{Disconnected}. A L{HandshakeError} ends the attempts at once.
+            L{ConnectionFailed}. A L{HandshakeError} ends the attempts at
+            once.
         """
-        return self._withTimeout(self._ensureConnected(), None).addCallback(
+        return self._withTimeout(self._ensureConnected(), timeout).addCallback(
             lambda _: None
         )
 
@@ -429,7 +432,7 @@ class WebWireClient:
                     self._log.info("connecting to {url} failed: {e}", url=self.url, e=e)
                     if not self.options.autoconnect:
                         self._status = DISCONNECTED
-                        self._failWaiters(Disconnected(f"cannot connect: {e}"))
+                        self._failWaiters(ConnectionFailed(f"cannot connect: {e}"))
                         return
                     delay = self.options.retryPolicy(attempt)
                     attempt += 1

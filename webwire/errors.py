@@ -9,6 +9,7 @@ from webwire.wire import InvalidMessage, MessageTooLarge, ProtocolViolation
 
 __all__ = [
     "BufferSizeMismatch",
+    "ConnectionFailed",
     "Disconnected",
     "HandshakeError",
     "IncompatibleProtocolVersion",
@@ -139,3 +140,11 @@ class UpgradeRefused(Exception):
         super().__init__(status, reason)
         self.status = status
         self.reason = reason
+
+
+class ConnectionFailed(Disconnected):
+    """
+    A client could not connect: refused, no answer within the dial timeout,
+    TLS verification failed, or the WebSocket handshake was refused. The
+    message says which.
+    """

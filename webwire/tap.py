@@ -11,9 +11,11 @@ from twisted.application.service import IService
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
-from webwire.interfaces import IWebWireServer
+from webwire.interfaces import ISessionManager, IWebWireServer
+from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
+from webwire.sessions import FileSessionManager, MemorySessionManager
 
 __all__ = ["Options", "makeService"]
 
@@ -53,16 +55,46 @@ def loadApplication(name: str) -> IWebWireServer:
     return application
 
 
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        if value < 0:
+            raise ValueError(f"must not be negative: {text}")
+        return value
+
+    parse.coerceDoc = "A number, 0 or more."  # type: ignore[attr-defined]
+    return parse
+
+
+def _concurrency(text: str) -> int | None:
+    if text == "unlimited":
+        return None
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1 (or 'unlimited')")
+    return value
+
+
+_concurrency.coerceDoc = "A whole number, 1 or more, or 'unlimited'."  # type: ignore[attr-defined]
+
+SESSION_MANAGERS = ("file", "memory", "off")
+
+
 class Options(usage.Options):
     """
-    The options of C{twistd webwire}.
+    The options of C{twistd webwire}; the defaults are those of
+    L{ServerOptions}.
     """
 
     synopsis = "[webwire options]"
     longdesc = (
         "Serve a WebWire application over WebSocket. Without options, the "
-        "conformance application is served on tcp:8080."
+        "conformance application is served on tcp:8080, with sessions kept "
+        "in ./wwrsess."
     )
+    optFlags = [
+        ["compression", None, "Accept permessage-deflate when clients offer it."],
+    ]
     optParameters = [
         [
             "app",
@@ -71,24 +103,122 @@ class Options(usage.Options):
             "Fully qualified name of an IWebWireServer, or of a callable "
             "returning one.",
         ],
+        [
+            "read-timeout",
+            None,
+            60.0,
+            "Seconds of client silence before a "
+            "client is dropped (advertised to clients).",
+            _positive(float),
+        ],
+        [
+            "message-buffer-size",
+            None,
+            8192,
+            "Largest message in bytes, both "
+            "ways (at least 32; clients compare it with theirs).",
+            int,
+        ],
+        [
+            "concurrency",
+            None,
+            64,
+            "Handlers running at once per connection, or 'unlimited'.",
+            _concurrency,
+        ],
+        ["sub-protocol", None, None, "WebWire sub-protocol name to advertise."],
+        [
+            "max-connections",
+            None,
+            0,
+            "Connections served at once; more get HTTP 503 (0: no limit).",
+            _positive(int),
+        ],
+        [
+            "shutdown-timeout",
+            None,
+            30.0,
+            "Seconds a graceful shutdown waits "
+            "for running handlers before cancelling them.",
+            _positive(float),
+        ],
+        ["sessions", None, "file", "Where sessions are kept: file, memory or off."],
+        [
+            "session-directory",
+            None,
+            "wwrsess",
+            "Directory of session files (with --sessions file).",
+        ],
+        [
+            "max-session-connections",
+            None,
+            0,
+            "Connections one session may have at once (0: no limit).",
+            _positive(int),
+        ],
+        [
+            "session-max-idle",
+            None,
+            None,
+            "Forget sessions not restored for this many seconds (default: never).",
+            _positive(float),
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["origins"] = []
+        self["paths"] = []
 
     def opt_listen(self, description: str) -> None:
-        """
-        Add an endpoint to listen on (repeatable), e.g. tcp:8080,
-        unix:/var/run/webwire.sock or
-        ssl:8443:privateKey=key.pem:certKey=cert.pem [default: tcp:8080]
-        """
+        """Add an endpoint to listen on (repeatable), e.g. tcp:8080, unix:/run/webwire.sock or ssl:8443:privateKey=key.pem:certKey=cert.pem [default: tcp:8080]"""  # noqa: E501 (one line: --help keeps line breaks)
         self["listen"].append(description)
+
+    def opt_allowed_origin(self, origin: str) -> None:
+        """Allow browsers on this origin (repeatable, * wildcards), e.g. https://app.example.com [default: the server's own origin only]"""  # noqa: E501 (one line: --help keeps line breaks)
+        self["origins"].append(origin)
+
+    def opt_path(self, path: str) -> None:
+        """Accept WebSocket upgrades only on this path (repeatable), e.g. /ws [default: any path]"""  # noqa: E501 (one line: --help keeps line breaks)
+        self["paths"].append(path)
 
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        if self["sessions"] not in SESSION_MANAGERS:
+            raise usage.UsageError(
+                f"--sessions must be one of {', '.join(SESSION_MANAGERS)}, "
+                f"not {self['sessions']!r}"
+            )
+        try:
+            self["options"] = ServerOptions(
+                readTimeout=self["read-timeout"],
+                messageBufferSize=self["message-buffer-size"],
+                subProtocol=self["sub-protocol"],
+                concurrency=self["concurrency"],
+                shutdownTimeout=self["shutdown-timeout"],
+                maxConnections=self["max-connections"],
+                sessions=self["sessions"] != "off",
+                maxSessionConnections=self["max-session-connections"],
+                allowedOrigins=tuple(self["origins"]),
+                compression=bool(self["compression"]),
+                paths=tuple(self["paths"]),
+            )
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         self["application"] = loadApplication(self["app"])
+
+
+def _sessionManager(config: Options, reactor: Any) -> ISessionManager | None:
+    maxIdle = config["session-max-idle"]
+    if config["sessions"] == "file":
+        return FileSessionManager(
+            config["session-directory"], maxIdle=maxIdle, clock=reactor
+        )
+    if config["sessions"] == "memory":
+        return MemorySessionManager(maxIdle=maxIdle, clock=reactor)
+    return None
 
 
 def makeService(config: Options, reactor: Any = None) -> IService:
@@ -98,5 +228,10 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     :param config: Parsed L{Options}.
     :param reactor: The reactor to listen with; the global one if omitted.
     """
-    factory = WebWireServerFactory(config["application"], reactor=reactor)
+    factory = WebWireServerFactory(
+        config["application"],
+        config["options"],
+        sessionManager=_sessionManager(config, reactor),
+        reactor=reactor,
+    )
     return WebWireService(factory, config["listen"], reactor=reactor)
