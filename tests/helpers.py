@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import (
@@ -294,3 +297,26 @@ async def rawHTTP(
     factory: Any = Factory.forProtocol(lambda: recorder)
     await endpoint.connect(factory)
     return await recorder.done
+
+
+async def listeningPort(service: MultiService) -> IListeningPort:
+    """
+    The port the (started) C{service} listens on; it must have one endpoint.
+    """
+    [child] = [s for s in service if isinstance(s, StreamServerEndpointService)]
+    # Not awaited directly: awaiting a Deferred takes its result, and
+    # stopService() needs the port from it.
+    port: Deferred[IListeningPort] = Deferred()
+
+    def copy(listening: IListeningPort) -> IListeningPort:
+        port.callback(listening)
+        return listening
+
+    assert child._waitingForPort is not None  # set by startService()
+    child._waitingForPort.addCallback(copy)
+    return await port
+
+
+def portNumber(port: IListeningPort) -> int:
+    """The number of the TCP C{port}."""
+    return cast(IPv4Address, port.getHost()).port

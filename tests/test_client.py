@@ -9,19 +9,17 @@ L{WatchedClock} where a test is about them; sockets are always real.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.internet import backoffPolicy
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
-from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import LoopbackServer, WatchedClock, h
+from tests.helpers import LoopbackServer, WatchedClock, h, portNumber
 from webwire import wire
 from webwire.client import ClientHooks, ClientOptions, WebWireClient
 from webwire.conformance import ConformanceApplication, DeliberateInternalError
@@ -448,7 +446,7 @@ class DialTests(ClientTestCase):
         self.addCleanup(port.stopListening)
         clock = WatchedClock()
         client = self.makeClient(
-            portOf(port), clock=clock, autoconnect=False, dialTimeout=5
+            portNumber(port), clock=clock, autoconnect=False, dialTimeout=5
         )
         connecting = client.connect()
         await accepted
@@ -526,11 +524,6 @@ async def failsWith(d: Deferred[Any], kind: type[E]) -> E:
     except kind as e:
         return e
     raise AssertionError(f"expected {kind.__name__}, got the result {result!r}")
-
-
-def portOf(port: IListeningPort) -> int:
-    """The TCP port a listening port is bound to."""
-    return cast(IPv4Address, port.getHost()).port
 
 
 def closedPort() -> int:
@@ -611,4 +604,4 @@ def scriptedServer(
     factory = _ScriptedFactory(first, recorder if recorder is not None else Recorder())
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     testCase.addCleanup(port.stopListening)
-    return portOf(port)
+    return portNumber(port)

@@ -4,13 +4,31 @@ The examples run and do what their docstrings say, over loopback.
 
 from __future__ import annotations
 
+import re
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from examples import quickstart
+from examples.shared_port import SharedPortService
 from examples.sqlite_sessions import SQLiteSessionManager
-from tests.helpers import LoopbackServer, h, ident
+from tests.helpers import (
+    DEFAULT_ACCEPT_CONF,
+    LoopbackServer,
+    connectRaw,
+    h,
+    ident,
+    listeningPort,
+    portNumber,
+    rawHTTP,
+)
+from tests.test_twistd import ROOT, TWISTD, startServer
 from webwire import wire
+from webwire.client import ClientOptions, WebWireClient
 from webwire.conformance import ConformanceApplication
 from webwire.interfaces import ISessionManager
 from webwire.sessions import Session
@@ -86,3 +104,82 @@ class SQLiteSessionsTests(TestCase):
         third = await server.connectAccepted()
         gone = await third.roundTrip(wire.encodeRestoreSession(ident(1), key))
         self.assertEqual(gone, h("03") + ident(1))
+
+
+class EmbeddingExamplesTests(TestCase):
+    """
+    The embedding examples, run as users run them.
+    """
+
+    timeout = 60
+
+    async def test_sharedPort(self) -> None:
+        """
+        C{examples/shared_port.py}: the page and both WebWire applications
+        answer on one port, and stopping the service shuts them down.
+        """
+        service = SharedPortService("tcp:0:interface=127.0.0.1")
+        service.startService()
+        port = portNumber(await listeningPort(service))
+        response = await rawHTTP(port, b"GET / HTTP/1.0\r\n\r\n")
+        self.assertIn(b"share one port", response)
+        conformance = await connectRaw(port, "/api/conformance")
+        self.assertEqual(await conformance.message(0), DEFAULT_ACCEPT_CONF)
+        greeter = WebWireClient(
+            f"ws://127.0.0.1:{port}/api/greeter",
+            options=ClientOptions(subProtocol="greet", autoconnect=False),
+        )
+        self.assertEqual((await greeter.request("greet", "Ada")).text(), "Hello, Ada!")
+        await service.stopService()
+        self.assertEqual((await conformance.closed)[1], 1001)
+        await greeter.close()
+
+    async def test_existingApplication(self) -> None:
+        """
+        C{examples/existing_application.tac} under C{twistd -ny}: the
+        application's echo service and the WebWire service both serve.
+        """
+        argv = [
+            *TWISTD,
+            "-y",
+            ROOT.child("examples").child("existing_application.tac").path,
+        ]
+        env = {
+            "ECHO_LISTEN": "tcp:0:interface=127.0.0.1",
+            "WEBWIRE_LISTEN": "tcp:0:interface=127.0.0.1",
+        }
+        process, transport, port = await startServer(self, argv, env)
+        client = WebWireClient(
+            f"ws://127.0.0.1:{port}/", options=ClientOptions(autoconnect=False)
+        )
+        self.assertEqual((await client.request("greet", "Bo")).text(), "Hello, Bo!")
+        match = re.search(rb"\] Factory starting on (\d+)", process.output)
+        assert match is not None, process.output
+        self.assertEqual(
+            await echoed(int(match.group(1)), b"still here"), b"still here"
+        )
+        await client.close()
+        transport.signalProcess("TERM")
+        await process.ended
+
+
+class _EchoProbe(Protocol):
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.echoed: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+        self.echoed.callback(data)
+
+
+async def echoed(port: int, data: bytes) -> bytes:
+    """What a TCP echo service on C{port} sends back for C{data}."""
+    probe = _EchoProbe(data)
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), probe)
+    return await probe.echoed

@@ -17,8 +17,7 @@ from twisted.web.server import Site
 from twisted.web.static import Data
 
 from examples.quickstart import Greeter
-from tests.helpers import DEFAULT_ACCEPT_CONF, connectRaw, rawHTTP
-from tests.test_client import portOf
+from tests.helpers import DEFAULT_ACCEPT_CONF, connectRaw, portNumber, rawHTTP
 from webwire import wire
 from webwire.client import ClientOptions, WebWireClient
 from webwire.conformance import ConformanceApplication
@@ -52,7 +51,7 @@ class ResourceTests(TestCase):
         root.putChild(b"api", api)
         site: Any = Site(root)  # a ServerFactory; its stubs do not say so
         self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.port = portOf(self.listening)
+        self.port = portNumber(self.listening)
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(self.stop)
 

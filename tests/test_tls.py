@@ -13,15 +13,12 @@ from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory
 from OpenSSL import SSL
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
     IAddress,
     IHandshakeListener,
-    IListeningPort,
     IOpenSSLClientConnectionCreator,
     IReactorSSL,
 )
@@ -39,7 +36,12 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from tests.helpers import DEFAULT_ACCEPT_CONF, RawClientProtocol
+from tests.helpers import (
+    DEFAULT_ACCEPT_CONF,
+    RawClientProtocol,
+    listeningPort,
+    portNumber,
+)
 from tests.tlshelpers import CertificateFiles, TLSFiles, makeTLSFiles
 from webwire import wire
 from webwire.client import ClientOptions, WebWireClient
@@ -319,29 +321,6 @@ class TLSTestCase(TestCase):
             self.fail(f"the TLS handshake succeeded with {version}")
         await probe.lost
         return failure
-
-
-async def listeningPort(service: WebWireService) -> IListeningPort:
-    """
-    The port the (started) C{service} listens on; it must have one endpoint.
-    """
-    [child] = [s for s in service if isinstance(s, StreamServerEndpointService)]
-    # Not awaited directly: awaiting a Deferred takes its result, and
-    # stopService() needs the port from it.
-    port: Deferred[IListeningPort] = Deferred()
-
-    def copy(listening: IListeningPort) -> IListeningPort:
-        port.callback(listening)
-        return listening
-
-    assert child._waitingForPort is not None  # set by startService()
-    child._waitingForPort.addCallback(copy)
-    return await port
-
-
-def portNumber(port: IListeningPort) -> int:
-    """The number of the TCP C{port}."""
-    return cast(IPv4Address, port.getHost()).port
 
 
 class WSSTests(TLSTestCase):

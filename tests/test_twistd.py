@@ -51,13 +51,14 @@ class _ServerProcess(ProcessProtocol):
 
 
 async def startServer(
-    testCase: TestCase, argv: list[str]
+    testCase: TestCase, argv: list[str], extraEnv: dict[str, str] | None = None
 ) -> tuple[_ServerProcess, IProcessTransport, int]:
     """
-    Start C{python argv...} with this checkout first on the path; return
-    once it listens, with the port it listens on.
+    Start C{python argv...} with this checkout first on the path (and
+    C{extraEnv} in its environment); return once it listens, with the port
+    its WebWire server listens on.
     """
-    env = dict(os.environ, PYTHONPATH=ROOT.path)
+    env = dict(os.environ, PYTHONPATH=ROOT.path, **(extraEnv or {}))
     process = _ServerProcess()
     transport = reactor.spawnProcess(
         process, sys.executable, [sys.executable, *argv], env=env
