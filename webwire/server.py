@@ -455,28 +455,52 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         return wire.encodeSpecialReply(kind, message.identifier)
 
     def _runRequest(self, request: wire.Request) -> None:
-        # Busy before the call: a handler that closes its own connection
-        # must still get its reply out before the Close frame.
+        self._runHandler(
+            self.factory.application.onRequest,
+            request,
+            self._replyWithResult,
+            self._replyWithFailure,
+        )
+
+    def _runSignal(self, signal: wire.Signal) -> None:
+        self._runHandler(
+            self.factory.application.onSignal,
+            signal,
+            lambda result, signal: None,
+            self._signalFailed,
+        )
+
+    def _runHandler(
+        self,
+        hook: Callable[[IConnection, Any], object],
+        message: Any,
+        onResult: Callable[[Any, Any], None],
+        onFailure: Callable[[Failure, Any], None],
+    ) -> None:
+        """
+        Run an application handler and hand its outcome on.
+
+        The handler counts as busy from before the call until its outcome
+        was handled (for a request: its reply written), so that a handler
+        that closes its own connection still gets its reply out first.
+        """
         self._busy += 1
         try:
-            result = self.factory.application.onRequest(self._connection, request)
+            result = hook(self._connection, message)
         except BaseException:
-            self._replyWithFailure(Failure(), request)
+            onFailure(Failure(), message)
             self._handlerDone()
             return
         if isinstance(result, Coroutine):
             result = Deferred.fromCoroutine(result)
         if not isinstance(result, Deferred):
-            # The common case: answered at once, no Deferred needed.
-            self._replyWithResult(result, request)
+            # The common case: done at once, no Deferred needed.
+            onResult(result, message)
             self._handlerDone()
             return
         self._pending.add(result)
         result.addCallbacks(
-            self._replyWithResult,
-            self._replyWithFailure,
-            callbackArgs=(request,),
-            errbackArgs=(request,),
+            onResult, onFailure, callbackArgs=(message,), errbackArgs=(message,)
         )
         result.addBoth(self._deferredDone, result)
 
@@ -516,23 +540,6 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     def _inlineDone(self, result: object, reply: Deferred[Any]) -> None:
         self._inline = False
         self._deferredDone(result, reply)
-
-    def _runSignal(self, signal: wire.Signal) -> None:
-        self._busy += 1
-        try:
-            result = self.factory.application.onSignal(self._connection, signal)
-        except BaseException:
-            self._signalFailed(Failure(), signal)
-            self._handlerDone()
-            return
-        if isinstance(result, Coroutine):
-            result = Deferred.fromCoroutine(result)
-        if not isinstance(result, Deferred):
-            self._handlerDone()
-            return
-        self._pending.add(result)
-        result.addErrback(self._signalFailed, signal)
-        result.addBoth(self._deferredDone, result)
 
     def _replyWithResult(self, result: object, request: wire.Request) -> None:
         def build() -> bytes:
