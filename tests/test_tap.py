@@ -16,6 +16,7 @@ from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -28,6 +29,7 @@ from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.tap import Options, makeService
+from webwire.web import WebWireRoot
 
 # Targets of --app in these tests.
 providedApplication = Application()
@@ -197,8 +199,9 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_listens(self) -> None:
         """
-        Starting the service listens with one factory, serving the
-        configured application, on each C{--listen} endpoint.
+        Starting the service listens with one site, whose root hands
+        upgrades to the factory serving the configured application, on each
+        C{--listen} endpoint.
         """
         reactor = MemoryReactor()
         config = parse(
@@ -217,8 +220,11 @@ class MakeServiceTests(SynchronousTestCase):
             [(port, interface) for port, _, _, interface in reactor.tcpServers],
             [(8081, ""), (8082, "127.0.0.1")],
         )
-        factories = {factory for _, factory, _, _ in reactor.tcpServers}
-        self.assertEqual(factories, {service.factory})
+        [listener] = {site for _, site, _, _ in reactor.tcpServers}
+        assert isinstance(listener, Site)
+        site = listener
+        self.assertIsInstance(site.resource, WebWireRoot)
+        self.assertIs(site.resource.factory, service.factory)
         self.assertIsInstance(service.factory, WebWireServerFactory)
         self.assertIs(service.factory.application, providedApplication)
 
@@ -232,14 +238,15 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual([entry[0] for entry in reactor.tcpServers], [8080])
 
     def test_unixEndpoint(self) -> None:
-        """A UNIX socket endpoint listens with the same factory."""
+        """A UNIX socket endpoint listens with the same site."""
         reactor = MemoryReactor()
         service = makeService(parse("--listen", "unix:/tmp/ww.sock"), reactor=reactor)
         assert isinstance(service, WebWireService)
         service.startService()
-        [(address, factory, *_)] = reactor.unixServers
+        [(address, site, *_)] = reactor.unixServers
         self.assertEqual(address, "/tmp/ww.sock")
-        self.assertIs(factory, service.factory)
+        assert isinstance(site, Site)
+        self.assertIs(site.resource.factory, service.factory)
 
     def test_stopWithoutConnections(self) -> None:
         """

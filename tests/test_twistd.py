@@ -27,7 +27,8 @@ from tests.test_endtoend import echoRequest, sleepRequest
 from webwire import wire
 
 ROOT = FilePath(__file__).parent().parent()
-_LISTENING = re.compile(rb"WebWireServerFactory starting on (\d+)")
+# twistd webwire listens with a site; a plain WebWireService with its factory.
+_LISTENING = re.compile(rb"\b(?:Site|WebWireServerFactory) starting on (\d+)")
 
 
 class _ServerProcess(ProcessProtocol):

@@ -71,9 +71,9 @@ class ClientOptions:
     :ivar requestTimeout: Seconds a call waits when not given a timeout of
         its own; covers connecting (if needed), sending and the reply.
     :ivar autoconnect: Connect when first needed and reconnect in the
-        background when the connection is lost. Without, calls made while
-        disconnected fail with L{Disconnected}, and L{WebWireClient.connect}
-        tries once.
+        background when the connection is lost. Without, nothing reconnects
+        by itself: a call made while disconnected dials once and fails with
+        L{ConnectionFailed} if that fails.
     :ivar retryPolicy: Seconds to wait before the reconnection attempt
         number N (0 is the first retry); by default exponential (0.5 s,
         doubling, at most 30 s) plus up to 1 s of random jitter.

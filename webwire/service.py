@@ -11,7 +11,8 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.web.server import Site
 
 from webwire.server import WebWireServerFactory
 
@@ -39,6 +40,9 @@ class WebWireService(MultiService):
         factory: WebWireServerFactory,
         endpoints: Iterable[str],
         reactor: Any = None,
+        *,
+        site: Site | None = None,
+        moreFactories: Iterable[WebWireServerFactory] = (),
     ) -> None:
         """
         :param factory: The server factory to listen with.
@@ -47,29 +51,39 @@ class WebWireService(MultiService):
             C{"ssl:8443:privateKey=key.pem:certKey=cert.pem"}.
         :param reactor: The reactor to listen with; the global one if
             omitted.
+        :param site: Listen with this C{twisted.web} site instead, whose
+            resources hand WebSocket upgrades to C{factory} (see
+            L{webwire.web.WebWireRoot}).
+        :param moreFactories: Further factories served by C{site} (on other
+            paths), shut down with C{factory}.
         :raises ValueError: If no endpoint is given or one cannot be parsed.
         """
         super().__init__()
         self.factory = factory
+        self.factories = [factory, *moreFactories]
         descriptions = list(endpoints)
         if not descriptions:
             raise ValueError("WebWireService needs at least one endpoint")
-        manager = factory.sessionManager
-        if manager is not None and IService.providedBy(manager):
+        managers = {id(f.sessionManager): f.sessionManager for f in self.factories}
+        for manager in managers.values():
+            if manager is None or not IService.providedBy(manager):
+                continue
             managerService = IService(manager)
             if managerService.parent is None:
                 # Started first, stopped last: e.g. its expiry sweep.
                 managerService.setServiceParent(self)
         for description in descriptions:
             kwargs = {} if reactor is None else {"reactor": reactor}
-            strports.service(description, factory, **kwargs).setServiceParent(self)
+            listener = site if site is not None else factory
+            strports.service(description, listener, **kwargs).setServiceParent(self)
 
     def stopService(self) -> Deferred[None]:
         """
-        Shut the server down gracefully, then stop listening.
+        Shut the server (every factory) down gracefully, then stop
+        listening.
 
         :returns: A Deferred that fires when both are done.
         """
-        shutdown = self.factory.shutdown()
+        shutdown = gatherResults([f.shutdown() for f in self.factories])
         shutdown.addCallback(lambda _: MultiService.stopService(self))
         return shutdown.addCallback(lambda _: None)

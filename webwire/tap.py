@@ -5,6 +5,7 @@ C{twistd webwire}: command-line options and the service they make.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import IService
@@ -16,6 +17,7 @@ from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions import FileSessionManager, MemorySessionManager
+from webwire.web import WebWireRoot, makeSite
 
 __all__ = ["Options", "makeService"]
 
@@ -210,12 +212,15 @@ class Options(usage.Options):
         self["application"] = loadApplication(self["app"])
 
 
-def _sessionManager(config: Options, reactor: Any) -> ISessionManager | None:
+def _sessionManager(
+    config: Options, reactor: Any, subdirectory: str | None = None
+) -> ISessionManager | None:
     maxIdle = config["session-max-idle"]
     if config["sessions"] == "file":
-        return FileSessionManager(
-            config["session-directory"], maxIdle=maxIdle, clock=reactor
-        )
+        directory = config["session-directory"]
+        if subdirectory is not None:
+            directory = os.path.join(directory, subdirectory)
+        return FileSessionManager(directory, maxIdle=maxIdle, clock=reactor)
     if config["sessions"] == "memory":
         return MemorySessionManager(maxIdle=maxIdle, clock=reactor)
     return None
@@ -223,15 +228,41 @@ def _sessionManager(config: Options, reactor: Any) -> ISessionManager | None:
 
 def makeService(config: Options, reactor: Any = None) -> IService:
     """
-    Make the service C{twistd webwire} runs.
+    Make the service C{twistd webwire} runs: a web site on every endpoint
+    that hands WebSocket upgrades on any path to the application and serves
+    the browser client at C{/webwire.js}. With the default application it
+    also serves the chat demo: its page at C{/}, its WebWire endpoint at
+    C{/chat}, with sessions of its own (in C{chat} below the session
+    directory): a session of one application is no session of the other.
 
     :param config: Parsed L{Options}.
     :param reactor: The reactor to listen with; the global one if omitted.
     """
+    manager = _sessionManager(config, reactor)
     factory = WebWireServerFactory(
         config["application"],
         config["options"],
-        sessionManager=_sessionManager(config, reactor),
+        sessionManager=manager,
         reactor=reactor,
     )
-    return WebWireService(factory, config["listen"], reactor=reactor)
+    more: list[WebWireServerFactory] = []
+    if config["app"] == DEFAULT_APP:
+        from webwire.demo import ChatApplication, makeDemoRoot
+
+        chat = WebWireServerFactory(
+            ChatApplication(reactor),
+            config["options"],
+            sessionManager=_sessionManager(config, reactor, "chat"),
+            reactor=reactor,
+        )
+        more.append(chat)
+        root = makeDemoRoot(factory, chat)
+    else:
+        root = WebWireRoot(factory)
+    return WebWireService(
+        factory,
+        config["listen"],
+        reactor=reactor,
+        site=makeSite(root),
+        moreFactories=more,
+    )
