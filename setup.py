@@ -25,7 +25,7 @@ setup(
     license_files=["LICENSE"],
     python_requires=">=3.11",
     packages=find_packages(include=["webwire", "webwire.*"]) + ["twisted.plugins"],
-    package_data={"webwire": ["py.typed"]},
+    package_data={"webwire": ["py.typed", "static/*.js", "static/*.html"]},
     entry_points={"console_scripts": ["webwire = webwire.cli:main"]},
     install_requires=[
         "Twisted[tls]>=26.10",
@@ -34,9 +34,12 @@ setup(
         "attrs",
     ],
     extras_require={
-        "test": ["hypothesis"],
+        # Browser tests drive Debian's chromium (/usr/bin/chromium) through
+        # Playwright; without it they skip.
+        "test": ["hypothesis", "playwright"],
         "dev": [
             "hypothesis",
+            "playwright",
             "mypy>=2.4,<2.5",
             "mypy-zope==1.0.17",
             "ruff",
