@@ -31,9 +31,9 @@ from tests.helpers import (
 from tests.test_endtoend import RecordingApplication, echoRequest
 from webwire.conformance import ConformanceApplication
 from webwire.errors import UpgradeRefused
+from webwire.handshake import originAllowed
 from webwire.interfaces import IHandshakeRequest, IUpgradeGuard
 from webwire.options import ServerOptions
-from webwire.server import originAllowed
 
 SWITCHING = b"HTTP/1.1 101 Switching Protocols"
 
