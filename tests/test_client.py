@@ -409,6 +409,22 @@ class ReconnectionTests(ClientTestCase):
         await failsWith(client.request("echo", "x"), Disconnected)
         self.assertEqual(client.status, "disconnected")
 
+    async def test_closeWithSilentServer(self) -> None:
+        """
+        close() does not wait for ever for a server that ignores the Close
+        frame: the connection is cut off after the dial timeout.
+        """
+        port = scriptedServer(self, wire.encodeAcceptConf(60000, 8192), silent=True)
+        clock = WatchedClock()
+        client = self.makeClient(port, clock=clock, dialTimeout=3)
+        await client.connect()
+        closing = client.close()
+        clock.advance(2.5)
+        self.assertNoResult(closing)
+        clock.advance(0.5)
+        await closing
+        self.assertEqual(client.status, "disabled")
+
     async def test_closeThenReconnect(self) -> None:
         """
         close() disconnects; calls waiting meanwhile fail with
@@ -580,15 +596,22 @@ class Recorder:
 
 
 class _ScriptedFactory(WebSocketServerFactory):
-    def __init__(self, first: bytes, recorder: Recorder) -> None:
+    def __init__(self, first: bytes, recorder: Recorder, silent: bool) -> None:
         super().__init__()
         self.protocol = _Scripted
         self.first = first
         self.recorder = recorder
+        self.silent = silent
 
 
 class _Scripted(WebSocketServerProtocol):
     factory: _ScriptedFactory
+
+    def onCloseFrame(self, code: int, reasonRaw: bytes) -> bool | None:
+        if self.factory.silent:
+            return True  # neither answers nor closes
+        result: bool | None = super().onCloseFrame(code, reasonRaw)
+        return result
 
     def onOpen(self) -> None:
         self.sendMessage(self.factory.first, isBinary=True)
@@ -598,10 +621,18 @@ class _Scripted(WebSocketServerProtocol):
 
 
 def scriptedServer(
-    testCase: TestCase, first: bytes, recorder: Recorder | None = None
+    testCase: TestCase,
+    first: bytes,
+    recorder: Recorder | None = None,
+    silent: bool = False,
 ) -> int:
-    """A WebSocket server that sends C{first} and records what it gets."""
-    factory = _ScriptedFactory(first, recorder if recorder is not None else Recorder())
+    """
+    A WebSocket server that sends C{first} and records what it gets; a
+    C{silent} one ignores Close frames.
+    """
+    factory = _ScriptedFactory(
+        first, recorder if recorder is not None else Recorder(), silent
+    )
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     testCase.addCleanup(port.stopListening)
     return portNumber(port)

@@ -353,6 +353,9 @@ class WebWireClient:
         Disconnect and stop reconnecting; calls waiting for a connection or a
         reply fail with L{Disconnected}. The next call connects again.
 
+        The client sends a Close frame; a server that does not close the
+        connection within L{ClientOptions.dialTimeout} is cut off.
+
         :returns: A Deferred that fires once the connection is closed.
         """
         self._status = DISABLED
@@ -365,7 +368,15 @@ class WebWireClient:
         done: Deferred[None] = Deferred()
         self._closing.append(done)
         protocol.sendClose(1000)
-        return done
+        cutOff = self._clock.callLater(
+            self.options.dialTimeout, protocol.dropConnection, True
+        )
+
+        def closed(result: None) -> None:
+            if cutOff.active():
+                cutOff.cancel()
+
+        return done.addCallback(closed)
 
     # Connecting -----------------------------------------------------------
 
