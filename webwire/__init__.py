@@ -7,6 +7,7 @@ the rest (L{webwire.wire} is the codec).
 
 from webwire._version import __version__
 from webwire.application import Application
+from webwire.client import ClientHooks, ClientOptions, WebWireClient
 from webwire.connection import Connection
 from webwire.errors import (
     Disconnected,
@@ -14,29 +15,49 @@ from webwire.errors import (
     MessageTooLarge,
     ProtocolViolation,
     RequestError,
+    UpgradeRefused,
 )
-from webwire.interfaces import IConnection, IHandshakeRequest, IWebWireServer
+from webwire.interfaces import (
+    IConnection,
+    IHandshakeRequest,
+    ISessionKeyGenerator,
+    ISessionManager,
+    IUpgradeGuard,
+    IWebWireClientHooks,
+    IWebWireServer,
+)
 from webwire.options import ServerOptions
+from webwire.resource import WebWireResource
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
-from webwire.wire import Encoding, Payload, Request, Signal
+from webwire.wire import Encoding, Payload, Reply, Request, Signal
 
 __all__ = [
     "Application",
+    "ClientHooks",
+    "ClientOptions",
     "Connection",
     "Disconnected",
     "Encoding",
     "IConnection",
     "IHandshakeRequest",
+    "ISessionKeyGenerator",
+    "ISessionManager",
+    "IUpgradeGuard",
+    "IWebWireClientHooks",
     "IWebWireServer",
     "InvalidMessage",
     "MessageTooLarge",
     "Payload",
     "ProtocolViolation",
+    "Reply",
     "Request",
     "RequestError",
     "ServerOptions",
     "Signal",
+    "UpgradeRefused",
+    "WebWireClient",
+    "WebWireResource",
     "WebWireServerFactory",
     "WebWireService",
     "__version__",
