@@ -32,6 +32,7 @@ setup(
         "autobahn[twisted]>=26.10.2",
         "zope.interface>=8",
         "attrs",
+        "treq>=24.9",
     ],
     extras_require={
         # Browser tests drive Debian's chromium (/usr/bin/chromium) through
