@@ -11,6 +11,7 @@ from typing import Any
 import txaio
 from twisted.application.service import IServiceMaker
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.plugin import getPlugins
@@ -23,6 +24,7 @@ from zope.interface.verify import verifyObject
 from tests.test_server import ControlledApplication, Pair, ident, reply, request
 from webwire.application import Application
 from webwire.conformance import ConformanceApplication
+from webwire.gateway import HTTPGateway
 from webwire.interfaces import IWebWireServer
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
@@ -420,3 +422,53 @@ class ServerOptionTests(SynchronousTestCase):
         factory = makeService(config, MemoryReactorClock()).factory  # type: ignore[attr-defined]
         self.assertIsNone(factory.sessionManager)
         self.assertFalse(factory.options.sessions)
+
+
+class BackendOptionTests(SynchronousTestCase):
+    """
+    --backend serves the HTTP backend gateway.
+    """
+
+    def test_backend(self) -> None:
+        """
+        --backend builds a gateway with the timeout, signal forwarding and
+        message buffer size given; stopping the service closes it.
+        """
+        config = Options()
+        config.parseOptions(
+            [
+                "--backend=http://127.0.0.1:8081/api/",
+                "--backend-timeout=3",
+                "--forward-signals",
+                "--message-buffer-size=4096",
+            ]
+        )
+        gateway = config["application"]
+        self.assertIsInstance(gateway, HTTPGateway)
+        self.assertEqual(
+            (gateway.timeout, gateway.forwardSignals, gateway.maxReplySize),
+            (3.0, True, 4096 - 9),
+        )
+        closed: list[bool] = []
+
+        def close() -> Deferred[None]:
+            closed.append(True)
+            return succeed(None)
+
+        gateway.close = close
+        service = makeService(config, MemoryReactorClock())
+        service.startService()
+        self.successResultOf(service.stopService())
+        self.assertEqual(closed, [True])
+
+    def test_backendErrors(self) -> None:
+        """--backend with --app, or with a URL that is not HTTP, is refused."""
+        for argv in [
+            [
+                "--backend=http://127.0.0.1:8081/",
+                "--app=tests.test_tap.providedApplication",
+            ],
+            ["--backend=ftp://example.org/"],
+        ]:
+            error = self.assertRaises(usage.UsageError, Options().parseOptions, argv)
+            self.assertNotIn("\n", str(error))

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -21,10 +22,13 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
 
-from tests.helpers import DEFAULT_ACCEPT_CONF, connectRaw, h, ident
+from tests.helpers import DEFAULT_ACCEPT_CONF, connectRaw, h, ident, portNumber
 from tests.test_endtoend import echoRequest, sleepRequest
 from webwire import wire
+from webwire.client import ClientOptions, WebWireClient
 
 ROOT = FilePath(__file__).parent().parent()
 # twistd webwire listens with a site; a plain WebWireService with its factory.
@@ -146,3 +150,39 @@ class TwistdOptionsTests(TestCase):
         transport.signalProcess(signal.SIGTERM)
         await client.closed
         await process.ended
+
+
+class _Backend(Resource):
+    isLeaf = True
+
+    def render_POST(self, request: Request) -> bytes:
+        assert request.content is not None
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        body: bytes = request.content.read()
+        return b"backend: " + request.path + b" " + body
+
+
+class TwistdBackendTests(TestCase):
+    """
+    C{twistd webwire --backend} forwards requests to an HTTP backend.
+    """
+
+    timeout = 60
+
+    async def test_backend(self) -> None:
+        """A request reaches the backend through the gateway, and back."""
+        site: Any = Site(_Backend())
+        backend = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(backend.stopListening)
+        url = f"http://127.0.0.1:{portNumber(backend)}/api/"
+        argv = [*TWISTD, "webwire", *LISTEN, "--backend", url]
+        process, transport, port = await startServer(self, argv)
+        client = WebWireClient(
+            f"ws://127.0.0.1:{port}/", options=ClientOptions(autoconnect=False)
+        )
+        reply = await client.request("hello", "gateway")
+        self.assertEqual(reply.text(), "backend: /api/hello gateway")
+        await client.close()
+        transport.signalProcess(signal.SIGTERM)
+        await process.ended
+        self.assertIn("shutdown complete", process.output.decode())

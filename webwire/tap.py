@@ -6,9 +6,11 @@ C{twistd webwire}: command-line options and the service they make.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
@@ -96,6 +98,7 @@ class Options(usage.Options):
     )
     optFlags = [
         ["compression", None, "Accept permessage-deflate when clients offer it."],
+        ["forward-signals", None, "With --backend: post client signals too."],
     ]
     optParameters = [
         [
@@ -162,7 +165,21 @@ class Options(usage.Options):
             "session-max-idle",
             None,
             None,
-            "Forget sessions not restored for this many seconds (default: never).",
+            "Forget sessions not restored for this many seconds [default: never]",
+            _positive(float),
+        ],
+        [
+            "backend",
+            None,
+            None,
+            "Serve the HTTP backend gateway instead of --app: forward every "
+            "request to this URL (POST <backend>/<name>).",
+        ],
+        [
+            "backend-timeout",
+            None,
+            10.0,
+            "Seconds the gateway waits for the backend.",
             _positive(float),
         ],
     ]
@@ -209,7 +226,22 @@ class Options(usage.Options):
             )
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
-        self["application"] = loadApplication(self["app"])
+        if self["backend"] is None:
+            self["application"] = loadApplication(self["app"])
+            return
+        if self["app"] != DEFAULT_APP:
+            raise usage.UsageError("give --backend or --app, not both")
+        from webwire.gateway import HTTPGateway
+
+        try:
+            self["application"] = HTTPGateway(
+                self["backend"],
+                timeout=self["backend-timeout"],
+                forwardSignals=bool(self["forward-signals"]),
+                messageBufferSize=self["options"].messageBufferSize,
+            )
+        except ValueError as e:
+            raise usage.UsageError(f"--backend: {e}") from None
 
 
 def _sessionManager(
@@ -246,7 +278,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         reactor=reactor,
     )
     more: list[WebWireServerFactory] = []
-    if config["app"] == DEFAULT_APP:
+    if config["app"] == DEFAULT_APP and config["backend"] is None:
         from webwire.demo import ChatApplication, makeDemoRoot
 
         chat = WebWireServerFactory(
@@ -259,10 +291,24 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         root = makeDemoRoot(factory, chat)
     else:
         root = WebWireRoot(factory)
-    return WebWireService(
+    service = WebWireService(
         factory,
         config["listen"],
         reactor=reactor,
         site=makeSite(root),
         moreFactories=more,
     )
+    if config["backend"] is not None:
+        _Closing(config["application"].close).setServiceParent(service)
+    return service
+
+
+class _Closing(Service):
+    """Calls C{close} when stopped: after the server's drain."""
+
+    def __init__(self, close: Callable[[], Deferred[None]]) -> None:
+        self._close = close
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self._close()
