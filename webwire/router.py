@@ -59,6 +59,7 @@ _H = TypeVar("_H", bound=Handler)
 _S = TypeVar("_S", bound=SignalHandler)
 _C = TypeVar("_C", bound=_ConnectedHook)
 _D = TypeVar("_D", bound=_DisconnectedHook)
+_T = TypeVar("_T")
 
 
 class Router(Application):
@@ -96,14 +97,7 @@ class Router(Application):
 
         :raises ValueError: If C{name} has a handler already.
         """
-
-        def register(handler: _H) -> _H:
-            if name in self._requests:
-                raise ValueError(f"request {name!r} is registered already")
-            self._requests[name] = handler
-            return handler
-
-        return register
+        return self._registrar(self._requests, "request", name)
 
     def signal(self, name: str) -> Callable[[_S], _S]:
         """
@@ -111,11 +105,14 @@ class Router(Application):
 
         :raises ValueError: If C{name} has a handler already.
         """
+        return self._registrar(self._signals, "signal", name)
 
-        def register(handler: _S) -> _S:
-            if name in self._signals:
-                raise ValueError(f"signal {name!r} is registered already")
-            self._signals[name] = handler
+    @staticmethod
+    def _registrar(table: dict[str, Any], kind: str, name: str) -> Callable[[_T], _T]:
+        def register(handler: _T) -> _T:
+            if name in table:
+                raise ValueError(f"{kind} {name!r} is registered already")
+            table[name] = handler
             return handler
 
         return register
