@@ -37,10 +37,13 @@ setup(
     extras_require={
         # Browser tests drive Debian's chromium (/usr/bin/chromium) through
         # Playwright; without it they skip.
-        "test": ["hypothesis", "playwright"],
+        "test": ["hypothesis", "playwright", "txredisapi"],
+        # The Redis session manager.
+        "redis": ["txredisapi"],
         "dev": [
             "hypothesis",
             "playwright",
+            "txredisapi",
             "mypy>=2.4,<2.5",
             "mypy-zope==1.0.17",
             "ruff",

@@ -324,18 +324,24 @@ class ReconnectionTests(ClientTestCase):
         port = first.portNumber
         hooks = RecordingHooks()
         clock = WatchedClock()
-        client = self.makeClient(port, hooks, clock, retryPolicy=noJitter())
+        policy = RecordingPolicy(noJitter())
+        client = self.makeClient(port, hooks, clock, retryPolicy=policy)
         key = (await client.request("login", "grace")).text()
         disconnected = hooks.next("disconnected")
+        firstRetry = policy.nextDelay()
         await first.stop()
         await disconnected
         waiting = client.request("whoami", timeout=60)
+        # The attempt made while the server was down failed; the client now
+        # waits its first backoff delay before the next one.
+        delay = await firstRetry
         second = LoopbackServer(
             self, ConformanceApplication(), sessionManager=manager, port=port
         )
         self.assertEqual(second.portNumber, port)
         restored = hooks.next("sessionCreated")
-        reply = await clock.runUntil(waiting, 0.5)
+        clock.advance(delay)
+        reply = await waiting
         self.assertEqual(reply.text(), key)
         self.assertEqual((await restored).key, key)
         self.assertIn("connected", hooks.kinds())
@@ -349,14 +355,18 @@ class ReconnectionTests(ClientTestCase):
         port = first.portNumber
         hooks = RecordingHooks()
         clock = WatchedClock()
-        client = self.makeClient(port, hooks, clock, retryPolicy=noJitter())
+        policy = RecordingPolicy(noJitter())
+        client = self.makeClient(port, hooks, clock, retryPolicy=policy)
         await client.request("login", "ada")
         disconnected = hooks.next("disconnected")
+        firstRetry = policy.nextDelay()
         await first.stop()
         await disconnected
+        delay = await firstRetry
         LoopbackServer(self, ConformanceApplication(), port=port)
         lost = hooks.next("sessionLost")
-        reason = await clock.runUntil(lost, 0.5)
+        clock.advance(delay)
+        reason = await lost
         self.assertIsInstance(reason, SessionNotFound)
         self.assertIsNone(client.session)
 

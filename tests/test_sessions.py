@@ -332,16 +332,18 @@ class SessionJSONTests(SynchronousTestCase):
 # The session manager contract.
 
 if TYPE_CHECKING:
-    _ContractBase = SynchronousTestCase
+    _ContractBase = TestCase
 else:
     _ContractBase = object
 
 
 class SessionManagerContract(_ContractBase):
     """
-    What every built-in L{ISessionManager} does. Mix into a
-    L{SynchronousTestCase} that sets C{self.clock} (at L{START}) in
-    C{setUp} and implements L{makeManager} and L{storedKeys}.
+    What every built-in L{ISessionManager} does. Mix into a (trial)
+    L{TestCase} that sets C{self.clock} (at L{START}) in C{setUp} and
+    implements L{makeManager} and L{storedKeys}. The tests are coroutines,
+    so managers whose hooks return Deferreds that fire later (on real I/O)
+    fulfil the same contract.
     """
 
     clock: Clock
@@ -352,25 +354,25 @@ class SessionManagerContract(_ContractBase):
         """
         raise NotImplementedError()
 
-    def storedKeys(self, manager: ISessionManager) -> set[str]:
+    def storedKeys(self, manager: ISessionManager) -> set[str] | Deferred[set[str]]:
         """
-        The keys C{manager} holds, expired or not.
+        The keys C{manager} holds, expired or not (or a Deferred of them).
         """
         raise NotImplementedError()
 
-    def resolve(self, result: object) -> Any:
+    async def resolve(self, result: object) -> Any:
         """
         A hook's result: its value, or what its Deferred (or coroutine)
         fired with.
         """
         if isinstance(result, Deferred | Coroutine):
-            return self.successResultOf(result)
+            return await result
         return result
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)
 
-    def create(
+    async def create(
         self,
         manager: ISessionManager,
         key: str = KEY,
@@ -381,215 +383,217 @@ class SessionManagerContract(_ContractBase):
         """
         now = self.now()
         session = Session(key, now, now, INFO if info is None else info)
-        self.resolve(manager.onSessionCreated(connectionWith(session)))
+        await self.resolve(manager.onSessionCreated(connectionWith(session)))
         return session
 
-    def lookup(self, manager: ISessionManager, key: str) -> SessionLookupResult | None:
-        result = self.resolve(manager.onSessionLookup(key))
+    async def lookup(
+        self, manager: ISessionManager, key: str
+    ) -> SessionLookupResult | None:
+        result = await self.resolve(manager.onSessionLookup(key))
         assert result is None or isinstance(result, SessionLookupResult)
         return result
 
-    def close(self, manager: ISessionManager, key: str) -> None:
-        self.resolve(manager.onSessionClosed(key))
+    async def close(self, manager: ISessionManager, key: str) -> None:
+        await self.resolve(manager.onSessionClosed(key))
 
-    def test_provides(self) -> None:
+    async def test_provides(self) -> None:
         """
         The manager fully provides L{ISessionManager}.
         """
         self.assertTrue(verifyObject(ISessionManager, self.makeManager()))
 
-    def test_lookupCreated(self) -> None:
+    async def test_lookupCreated(self) -> None:
         """
         A created session is found: its creation time, its creation time as
         last lookup the first time, and its info intact (nested, unicode).
         """
         manager = self.makeManager()
-        session = self.create(manager)
+        session = await self.create(manager)
         self.clock.advance(5)
-        result = self.lookup(manager, KEY)
+        result = await self.lookup(manager, KEY)
         assert result is not None
         self.assertEqual(result.creation, session.creation)
         self.assertEqual(result.lastLookup, session.creation)
         self.assertEqual(result.info, INFO)
         self.assertEqual(result.creation.utcoffset(), timedelta(0))
 
-    def test_lookupReturnsPreviousLookup(self) -> None:
+    async def test_lookupReturnsPreviousLookup(self) -> None:
         """
         Each lookup returns the time of the previous one as last lookup.
         """
         manager = self.makeManager()
-        session = self.create(manager)
+        session = await self.create(manager)
         self.clock.advance(5)
         firstLookup = self.now()
-        self.lookup(manager, KEY)
+        await self.lookup(manager, KEY)
         self.clock.advance(10)
-        result = self.lookup(manager, KEY)
+        result = await self.lookup(manager, KEY)
         assert result is not None
         self.assertEqual(result.creation, session.creation)
         self.assertEqual(result.lastLookup, firstLookup)
         self.assertEqual(result.info, INFO)
 
-    def test_withoutInfo(self) -> None:
+    async def test_withoutInfo(self) -> None:
         """
         A session without info is found with empty info.
         """
         manager = self.makeManager()
-        self.create(manager, info={})
-        result = self.lookup(manager, KEY)
+        await self.create(manager, info={})
+        result = await self.lookup(manager, KEY)
         assert result is not None
         self.assertEqual(result.info, {})
 
-    def test_infoIsCopied(self) -> None:
+    async def test_infoIsCopied(self) -> None:
         """
         Changing the info of the created session or of a lookup result does
         not change what is stored.
         """
         manager = self.makeManager()
-        session = self.create(manager)
+        session = await self.create(manager)
         cast(dict[str, Any], session.info)["user"] = "mallory"
-        first = self.lookup(manager, KEY)
+        first = await self.lookup(manager, KEY)
         assert first is not None
         cast(dict[str, Any], first.info)["nested"]["list"].append("more")
-        second = self.lookup(manager, KEY)
+        second = await self.lookup(manager, KEY)
         assert second is not None
         self.assertEqual(second.info, INFO)
 
-    def test_sessionsAreSeparate(self) -> None:
+    async def test_sessionsAreSeparate(self) -> None:
         """
         Each key has its own session; closing one leaves the other.
         """
         manager = self.makeManager()
-        self.create(manager, KEY, {"n": 1})
-        self.create(manager, OTHER_KEY, {"n": 2})
-        self.close(manager, KEY)
-        self.assertIsNone(self.lookup(manager, KEY))
-        other = self.lookup(manager, OTHER_KEY)
+        await self.create(manager, KEY, {"n": 1})
+        await self.create(manager, OTHER_KEY, {"n": 2})
+        await self.close(manager, KEY)
+        self.assertIsNone(await self.lookup(manager, KEY))
+        other = await self.lookup(manager, OTHER_KEY)
         assert other is not None
         self.assertEqual(other.info, {"n": 2})
 
-    def test_unknownKey(self) -> None:
+    async def test_unknownKey(self) -> None:
         """
         An unknown key is not found.
         """
         manager = self.makeManager()
-        self.create(manager)
-        self.assertIsNone(self.lookup(manager, OTHER_KEY))
+        await self.create(manager)
+        self.assertIsNone(await self.lookup(manager, OTHER_KEY))
 
-    def test_closed(self) -> None:
+    async def test_closed(self) -> None:
         """
         A closed session is not found any more.
         """
         manager = self.makeManager()
-        self.create(manager)
-        self.close(manager, KEY)
-        self.assertIsNone(self.lookup(manager, KEY))
-        self.assertEqual(self.storedKeys(manager), set())
+        await self.create(manager)
+        await self.close(manager, KEY)
+        self.assertIsNone(await self.lookup(manager, KEY))
+        self.assertEqual(await self.resolve(self.storedKeys(manager)), set())
 
-    def test_closeIsIdempotent(self) -> None:
+    async def test_closeIsIdempotent(self) -> None:
         """
         Closing a session twice, or an unknown one, does no harm.
         """
         manager = self.makeManager()
-        self.create(manager)
-        self.close(manager, KEY)
-        self.close(manager, KEY)
-        self.close(manager, OTHER_KEY)
-        self.assertIsNone(self.lookup(manager, KEY))
+        await self.create(manager)
+        await self.close(manager, KEY)
+        await self.close(manager, KEY)
+        await self.close(manager, OTHER_KEY)
+        self.assertIsNone(await self.lookup(manager, KEY))
 
-    def test_invalidKeys(self) -> None:
+    async def test_invalidKeys(self) -> None:
         """
         Keys that could be path tricks, or are empty, huge or non-ASCII, are
         not found, and closing them does no harm.
         """
         manager = self.makeManager()
-        self.create(manager)
+        await self.create(manager)
         for key in INVALID_KEYS:
-            self.assertIsNone(self.lookup(manager, key), key)
-            self.close(manager, key)
-        self.assertEqual(self.storedKeys(manager), {KEY})
+            self.assertIsNone(await self.lookup(manager, key), key)
+            await self.close(manager, key)
+        self.assertEqual(await self.resolve(self.storedKeys(manager)), {KEY})
 
-    def test_expiry(self) -> None:
+    async def test_expiry(self) -> None:
         """
         With C{maxIdle}, a session idle that long is still found; one idle
         longer is not, and is removed.
         """
         manager = self.makeManager(maxIdle=100)
-        self.create(manager)
+        await self.create(manager)
         self.clock.advance(99)
-        self.assertIsNotNone(self.lookup(manager, KEY))
+        self.assertIsNotNone(await self.lookup(manager, KEY))
         self.clock.advance(101)
-        self.assertIsNone(self.lookup(manager, KEY))
-        self.assertEqual(self.storedKeys(manager), set())
+        self.assertIsNone(await self.lookup(manager, KEY))
+        self.assertEqual(await self.resolve(self.storedKeys(manager)), set())
 
-    def test_idleSinceLastLookup(self) -> None:
+    async def test_idleSinceLastLookup(self) -> None:
         """
         Idle time counts from the last lookup, not from the creation.
         """
         manager = self.makeManager(maxIdle=100)
-        self.create(manager)
+        await self.create(manager)
         for _ in range(5):
             self.clock.advance(60)
-            self.assertIsNotNone(self.lookup(manager, KEY))
+            self.assertIsNotNone(await self.lookup(manager, KEY))
 
-    def test_noExpiryByDefault(self) -> None:
+    async def test_noExpiryByDefault(self) -> None:
         """
         Without C{maxIdle}, sessions never expire, and the service does not
         schedule anything.
         """
         manager = self.makeManager()
-        self.create(manager)
+        await self.create(manager)
         service = IService(manager)
         service.startService()
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(10 * 365 * 24 * 3600)
-        self.assertIsNotNone(self.lookup(manager, KEY))
+        self.assertIsNotNone(await self.lookup(manager, KEY))
         self.assertIsNone(service.stopService())
         self.assertFalse(service.running)
 
-    def test_sweep(self) -> None:
+    async def test_sweep(self) -> None:
         """
         While the service runs, every C{sweepInterval} (by default
         C{maxIdle}) seconds, expired sessions are removed; stopping the
         service stops the sweeps.
         """
         manager = self.makeManager(maxIdle=100)
-        self.create(manager, KEY)
+        await self.create(manager, KEY)
         self.clock.advance(50)
-        self.create(manager, OTHER_KEY)
+        await self.create(manager, OTHER_KEY)
         service = IService(manager)
         service.startService()
         self.assertTrue(service.running)
         self.clock.advance(99)
-        self.assertEqual(self.storedKeys(manager), {KEY, OTHER_KEY})
+        self.assertEqual(await self.resolve(self.storedKeys(manager)), {KEY, OTHER_KEY})
         self.clock.advance(1)  # KEY idle 150 s, OTHER_KEY 100 s
-        self.assertEqual(self.storedKeys(manager), {OTHER_KEY})
+        self.assertEqual(await self.resolve(self.storedKeys(manager)), {OTHER_KEY})
         self.clock.advance(100)
-        self.assertEqual(self.storedKeys(manager), set())
-        self.create(manager, KEY)
+        self.assertEqual(await self.resolve(self.storedKeys(manager)), set())
+        await self.create(manager, KEY)
         stopped = service.stopService()
         if stopped is not None:
             self.successResultOf(stopped)
         self.assertFalse(service.running)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(1000)
-        self.assertEqual(self.storedKeys(manager), {KEY})
+        self.assertEqual(await self.resolve(self.storedKeys(manager)), {KEY})
 
-    def test_sweepLogsCountNotKeys(self) -> None:
+    async def test_sweepLogsCountNotKeys(self) -> None:
         """
         A sweep logs how many sessions it removed at info level; no full key
         is logged above debug level.
         """
         lines = capturedLines(self, LogLevel.info)
         manager = self.makeManager(maxIdle=100)
-        self.create(manager, KEY)
-        self.create(manager, OTHER_KEY)
+        await self.create(manager, KEY)
+        await self.create(manager, OTHER_KEY)
         service = IService(manager)
         service.startService()
         self.clock.advance(200)  # the sweep at 100 s finds none expired
-        self.create(manager, KEY)
+        await self.create(manager, KEY)
         self.clock.advance(101)
-        self.assertIsNone(self.lookup(manager, KEY))
-        self.close(manager, KEY)
+        self.assertIsNone(await self.lookup(manager, KEY))
+        await self.close(manager, KEY)
         service.stopService()
         self.assertIn("swept 2 expired session(s)", lines())
         for line in lines():
@@ -597,7 +601,7 @@ class SessionManagerContract(_ContractBase):
             self.assertNotIn(OTHER_KEY, line)
 
 
-class MemorySessionManagerTests(SessionManagerContract, SynchronousTestCase):
+class MemorySessionManagerTests(SessionManagerContract, TestCase):
     """
     L{MemorySessionManager} fulfils the contract, and accepts any key.
     """
@@ -612,16 +616,16 @@ class MemorySessionManagerTests(SessionManagerContract, SynchronousTestCase):
     def storedKeys(self, manager: ISessionManager) -> set[str]:
         return set(cast(MemorySessionManager, manager)._sessions)
 
-    def test_anyKey(self) -> None:
+    async def test_anyKey(self) -> None:
         """
         Any key may be stored: nothing becomes a file name.
         """
         manager = self.makeManager()
-        self.create(manager, "a.b/../c")
-        self.assertIsNotNone(self.lookup(manager, "a.b/../c"))
+        await self.create(manager, "a.b/../c")
+        self.assertIsNotNone(await self.lookup(manager, "a.b/../c"))
         self.assertEqual(len(manager), 1)
 
-    def test_createWithoutSession(self) -> None:
+    async def test_createWithoutSession(self) -> None:
         """
         A connection without a session cannot be stored.
         """
@@ -723,7 +727,7 @@ def tree(root: FilePath[str]) -> dict[str, bytes | None]:
     }
 
 
-class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
+class FileSessionManagerTests(SessionManagerContract, TestCase):
     """
     L{FileSessionManager} fulfils the contract (running its file operations
     at once), and keeps its files as PROTOCOL.md section 5.7 says, safely.
@@ -769,41 +773,41 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
     def useUmask(self, mask: int) -> None:
         self.addCleanup(os.umask, os.umask(mask))
 
-    def test_directoryCreatedWithParents(self) -> None:
+    async def test_directoryCreatedWithParents(self) -> None:
         """
         The directory, and its parents, is created on the first store (not
         on a lookup), mode 0700; session files are mode 0600.
         """
         self.directory = self.base.descendant(["a", "b", "sessions"])
         manager = self.makeManager()
-        self.assertIsNone(self.lookup(manager, KEY))
+        self.assertIsNone(await self.lookup(manager, KEY))
         self.assertFalse(self.base.child("a").exists())
         self.useUmask(0o022)
-        self.create(manager)
+        await self.create(manager)
         self.assertEqual(stat.S_IMODE(os.stat(self.directory.path).st_mode), 0o700)
         self.assertEqual(stat.S_IMODE(os.stat(self.sessionFile().path).st_mode), 0o600)
 
-    def test_modesWhateverTheUmask(self) -> None:
+    async def test_modesWhateverTheUmask(self) -> None:
         """
         The directory is mode 0700 and files 0600 even under a umask that
         would take the owner's permissions away.
         """
         manager = self.makeManager()
         self.useUmask(0o277)
-        self.create(manager)
+        await self.create(manager)
         self.assertEqual(stat.S_IMODE(os.stat(self.directory.path).st_mode), 0o700)
         self.assertEqual(stat.S_IMODE(os.stat(self.sessionFile().path).st_mode), 0o600)
         os.umask(0o377)
-        self.assertIsNotNone(self.lookup(manager, KEY))
+        self.assertIsNotNone(await self.lookup(manager, KEY))
         self.assertEqual(stat.S_IMODE(os.stat(self.sessionFile().path).st_mode), 0o600)
 
-    def test_existingDirectoryKept(self) -> None:
+    async def test_existingDirectoryKept(self) -> None:
         """
         An existing directory's mode is left as it is.
         """
         self.directory.makedirs()
         self.directory.chmod(0o750)
-        self.create(self.makeManager())
+        await self.create(self.makeManager())
         self.assertEqual(stat.S_IMODE(os.stat(self.directory.path).st_mode), 0o750)
 
     def test_defaultDirectory(self) -> None:
@@ -820,7 +824,7 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
         )
         self.assertFalse(os.path.exists("wwrsess"))
 
-    def test_contentWithInfo(self) -> None:
+    async def test_contentWithInfo(self) -> None:
         """
         The file is compact JSON C{{"c","l","i"}}, info members sorted, in
         UTF-8.
@@ -829,24 +833,24 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
         when = datetime(2019, 1, 15, 12, 29, 22, 123456, UTC)
         info = {"user": "b\u00f6b", "admin": True}
         session = Session(KEY, when, when, info)
-        self.resolve(manager.onSessionCreated(connectionWith(session)))
+        await self.resolve(manager.onSessionCreated(connectionWith(session)))
         self.assertEqual(
             self.sessionFile().getContent(),
             '{"c":"2019-01-15T12:29:22.123456Z","l":"2019-01-15T12:29:22.123456Z",'
             '"i":{"admin":true,"user":"b\u00f6b"}}'.encode(),
         )
 
-    def test_contentWithoutInfo(self) -> None:
+    async def test_contentWithoutInfo(self) -> None:
         """
         Without info, the file says C{"i":null}.
         """
-        self.create(self.makeManager(), info={})
+        await self.create(self.makeManager(), info={})
         self.assertEqual(
             self.sessionFile().getContent(),
             b'{"c":"2019-01-15T12:29:22Z","l":"2019-01-15T12:29:22Z","i":null}',
         )
 
-    def test_lookupRewritesLastLookup(self) -> None:
+    async def test_lookupRewritesLastLookup(self) -> None:
         """
         A lookup of a file written by the Go server returns its times and
         info, and rewrites only C{"l"} (now, UTC), keeping C{"c"} as it was
@@ -854,7 +858,7 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
         """
         path = self.plant(goFile())
         self.clock.advance(100)
-        result = self.lookup(self.makeManager(), KEY)
+        result = await self.lookup(self.makeManager(), KEY)
         self.assertEqual(
             result,
             SessionLookupResult(
@@ -869,13 +873,13 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
             b'"i":{"admin":true}}',
         )
 
-    def test_nullInfo(self) -> None:
+    async def test_nullInfo(self) -> None:
         """
         A file with C{"i":null}, as the Go server writes it, reads as empty
         info, and stays so.
         """
         path = self.plant(goFile("null"))
-        result = self.lookup(self.makeManager(), KEY)
+        result = await self.lookup(self.makeManager(), KEY)
         assert result is not None
         self.assertEqual(result.info, {})
         self.assertEqual(json.loads(path.getContent())["i"], None)
@@ -902,14 +906,14 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
             self.failureResultOf(manager.onSessionLookup(KEY), CorruptSessionError)
             self.assertEqual(path.getContent(), content)
 
-    def test_rewriteFailureKeepsFile(self) -> None:
+    async def test_rewriteFailureKeepsFile(self) -> None:
         """
         If the rewrite of a lookup fails, the lookup fails, the file is
         unchanged, no temporary file remains, and the error does not reveal
         the key.
         """
         manager = self.makeManager()
-        self.create(manager)
+        await self.create(manager)
         original = self.sessionFile().getContent()
 
         def failingReplace(*args: object) -> None:
@@ -957,7 +961,7 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
         )
         self.assertFalse(self.directory.exists())
 
-    def test_symlinkNotFollowed(self) -> None:
+    async def test_symlinkNotFollowed(self) -> None:
         """
         A symbolic link planted as a session file is not followed: the
         lookup fails as for a corrupt file, the file it points to is
@@ -975,8 +979,8 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
         self.assertNotIn(KEY, str(failure.value))
         self.assertTrue(link.islink())
         self.assertEqual(outside.getContent(), goFile())
-        self.close(manager, KEY)
-        self.assertFalse(os.path.lexists(link.path))
+        await self.close(manager, KEY)
+        self.assertFalse(os.path.lexists(link.path))  # noqa: ASYNC240
         self.assertEqual(outside.getContent(), goFile())
 
     def test_notRegularFile(self) -> None:
@@ -993,7 +997,7 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
                 manager.onSessionLookup(OTHER_KEY), CorruptSessionError
             )
 
-    def test_pathTricksStayInside(self) -> None:
+    async def test_pathTricksStayInside(self) -> None:
         """
         Invalid keys never read, write or remove anything, inside or outside
         the directory.
@@ -1001,11 +1005,11 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
         self.base.child("x.wwrsess").setContent(goFile())
         self.base.child("passwd.wwrsess").setContent(goFile())
         manager = self.makeManager()
-        self.create(manager)
+        await self.create(manager)
         before = tree(self.base)
         for key in INVALID_KEYS + ["..", "sessions/../x", "."]:
-            self.assertIsNone(self.lookup(manager, key), key)
-            self.close(manager, key)
+            self.assertIsNone(await self.lookup(manager, key), key)
+            await self.close(manager, key)
             session = Session(key or "k", T0, T0)
             if key:
                 self.failureResultOf(
@@ -1013,13 +1017,13 @@ class FileSessionManagerTests(SessionManagerContract, SynchronousTestCase):
                 )
         self.assertEqual(tree(self.base), before)
 
-    def test_sweepSkipsOtherFiles(self) -> None:
+    async def test_sweepSkipsOtherFiles(self) -> None:
         """
         A sweep removes expired session files only: temporary files, other
         names, invalid keys, and unreadable files are left alone.
         """
         manager = self.makeManager(maxIdle=100)
-        self.create(manager, KEY)
+        await self.create(manager, KEY)
         self.plant(b"{broken", "corrupt")
         others = {
             ".wwrsess-0123456789abcdef.tmp": goFile(),

@@ -30,6 +30,7 @@ from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions import FileSessionManager, MemorySessionManager
+from webwire.sessions import redis as redisModule
 from webwire.tap import Options, makeService
 from webwire.web import WebWireRoot
 
@@ -472,3 +473,56 @@ class BackendOptionTests(SynchronousTestCase):
         ]:
             error = self.assertRaises(usage.UsageError, Options().parseOptions, argv)
             self.assertNotIn("\n", str(error))
+
+
+class _RecordedRedisManager(MemorySessionManager):
+    """Stands in for RedisSessionManager, which would connect at once."""
+
+    made: list[tuple[str, str, float | None]] = []
+
+    def __init__(
+        self, url: str, prefix: str, maxIdle: float | None, clock: Any
+    ) -> None:
+        super().__init__()
+        self.made.append((url, prefix, maxIdle))
+
+    def disconnect(self) -> Deferred[None]:
+        return succeed(None)
+
+
+class RedisOptionTests(SynchronousTestCase):
+    """
+    --sessions redis keeps sessions in Redis.
+    """
+
+    def test_redis(self) -> None:
+        """
+        --sessions redis with --redis-url makes Redis session managers with
+        the idle expiry given (the chat demo's under a prefix of its own); a
+        bad URL is a one-line usage error.
+        """
+        self.patch(_RecordedRedisManager, "made", [])
+        self.patch(redisModule, "RedisSessionManager", _RecordedRedisManager)
+        config = Options()
+        config.parseOptions(
+            [
+                "--sessions=redis",
+                "--redis-url=redis://127.0.0.1:6390/2",
+                "--session-max-idle=60",
+            ]
+        )
+        service = makeService(config, MemoryReactorClock())
+        self.assertIsInstance(service.factory.sessionManager, _RecordedRedisManager)  # type: ignore[attr-defined]
+        self.assertEqual(
+            _RecordedRedisManager.made,
+            [
+                ("redis://127.0.0.1:6390/2", "webwire:session:", 60),
+                ("redis://127.0.0.1:6390/2", "webwire:session:chat:", 60),
+            ],
+        )
+        error = self.assertRaises(
+            usage.UsageError,
+            Options().parseOptions,
+            ["--sessions=redis", "--redis-url=rediss://example.org/0"],
+        )
+        self.assertNotIn("\n", str(error))

@@ -81,7 +81,7 @@ def _concurrency(text: str) -> int | None:
 
 _concurrency.coerceDoc = "A whole number, 1 or more, or 'unlimited'."  # type: ignore[attr-defined]
 
-SESSION_MANAGERS = ("file", "memory", "off")
+SESSION_MANAGERS = ("file", "memory", "redis", "off")
 
 
 class Options(usage.Options):
@@ -169,6 +169,12 @@ class Options(usage.Options):
             _positive(float),
         ],
         [
+            "redis-url",
+            None,
+            "redis://127.0.0.1:6379/0",
+            "The Redis server of --sessions redis: redis://[:password@]host:port/db.",
+        ],
+        [
             "backend",
             None,
             None,
@@ -205,6 +211,17 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        if self["sessions"] == "redis":
+            try:
+                from webwire.sessions.redis import parseURL
+            except ImportError:
+                raise usage.UsageError(
+                    "--sessions redis needs txredisapi: pip install 'webwire[redis]'"
+                ) from None
+            try:
+                parseURL(self["redis-url"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis-url: {e}") from None
         if self["sessions"] not in SESSION_MANAGERS:
             raise usage.UsageError(
                 f"--sessions must be one of {', '.join(SESSION_MANAGERS)}, "
@@ -255,6 +272,13 @@ def _sessionManager(
         return FileSessionManager(directory, maxIdle=maxIdle, clock=reactor)
     if config["sessions"] == "memory":
         return MemorySessionManager(maxIdle=maxIdle, clock=reactor)
+    if config["sessions"] == "redis":
+        from webwire.sessions.redis import RedisSessionManager
+
+        prefix = "webwire:session:" + (f"{subdirectory}:" if subdirectory else "")
+        return RedisSessionManager(
+            config["redis-url"], prefix=prefix, maxIdle=maxIdle, clock=reactor
+        )
     return None
 
 
@@ -300,6 +324,11 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     )
     if config["backend"] is not None:
         _Closing(config["application"].close).setServiceParent(service)
+    for served in service.factories:
+        disconnect = getattr(served.sessionManager, "disconnect", None)
+        if disconnect is not None:
+            # Redis connections close after the server's drain.
+            _Closing(disconnect).setServiceParent(service)
     return service
 
 

@@ -1,0 +1,290 @@
+"""
+L{RedisSessionManager}, against a real redis-server: the session manager
+contract, Redis's own expiry, outages, and sessions shared by two servers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import txredisapi  # type: ignore[import-untyped]
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from tests.helpers import LoopbackServer, ident
+from tests.redisserver import RedisServer, freePort, startRedis
+from tests.test_sessions import (
+    INFO,
+    KEY,
+    OTHER_KEY,
+    START,
+    SessionManagerContract,
+    connectionWith,
+)
+from tests.test_sessionsendtoend import loggedIn
+from webwire import wire
+from webwire.conformance import ConformanceApplication
+from webwire.interfaces import ISessionManager
+from webwire.sessions.redis import CorruptRedisSessionError, RedisSessionManager
+from webwire.sessions.session import Session
+
+PREFIX = "test:session:"
+
+
+async def adminConnection(testCase: TestCase, server: RedisServer) -> Any:
+    """
+    A plain Redis connection to C{server}, to look behind a manager's back;
+    closed in C{testCase}'s cleanup.
+    """
+    connection = await txredisapi.Connection(
+        "127.0.0.1", server.port, reconnect=False, convertNumbers=False
+    )
+    testCase.addCleanup(connection.disconnect)
+    return connection
+
+
+class RedisSessionManagerTests(SessionManagerContract, TestCase):
+    """
+    L{RedisSessionManager} fulfils the contract, except the expiry tests
+    driven by a fake clock: Redis expires sessions on its own clock, so
+    those check the time to live instead.
+    """
+
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.redis = await startRedis(self)
+        self.admin = await adminConnection(self, self.redis)
+
+    def makeManager(
+        self,
+        maxIdle: float | None = None,
+        clock: Any = None,
+        timeout: float = 5.0,
+        url: str | None = None,
+    ) -> RedisSessionManager:
+        manager = RedisSessionManager(
+            self.redis.url if url is None else url,
+            prefix=PREFIX,
+            maxIdle=maxIdle,
+            clock=self.clock if clock is None else clock,
+            timeout=timeout,
+        )
+        self.addCleanup(manager.disconnect)
+        return manager
+
+    async def storedKeysAsync(self) -> set[str]:
+        names: list[str] = await self.admin.keys(PREFIX + "*")
+        return {name.removeprefix(PREFIX) for name in names}
+
+    def storedKeys(self, manager: ISessionManager) -> Deferred[set[str]]:
+        return Deferred.fromCoroutine(self.storedKeysAsync())
+
+    async def ttl(self, key: str = KEY) -> int:
+        result: int = await self.admin.ttl(PREFIX + key)
+        return int(result)
+
+    # The expiry contract, on Redis's clock.
+
+    async def test_expiry(self) -> None:
+        """
+        With C{maxIdle}, a created session's key lives C{maxIdle} seconds.
+        """
+        manager = self.makeManager(maxIdle=100)
+        await self.create(manager)
+        self.assertTrue(99 <= await self.ttl() <= 100)
+
+    async def test_idleSinceLastLookup(self) -> None:
+        """
+        A lookup restarts the key's time to live; C{maxIdle} is rounded up.
+        """
+        manager = self.makeManager(maxIdle=99.5)
+        await self.create(manager)
+        await self.admin.expire(PREFIX + KEY, 10)
+        self.assertLessEqual(await self.ttl(), 10)
+        self.assertIsNotNone(await self.lookup(manager, KEY))
+        self.assertTrue(99 <= await self.ttl() <= 100)
+
+    async def test_noExpiryByDefault(self) -> None:
+        """
+        Without C{maxIdle}, keys have no time to live, even after a lookup.
+        """
+        manager = self.makeManager()
+        await self.create(manager)
+        self.assertEqual(await self.ttl(), -1)
+        await self.lookup(manager, KEY)
+        self.assertEqual(await self.ttl(), -1)
+
+    async def test_sweep(self) -> None:
+        """
+        Redis does the sweeping: a key whose time ran out (a non-positive
+        EXPIRE removes it at once) is not found; the manager schedules
+        nothing.
+        """
+        manager = self.makeManager(maxIdle=100)
+        await self.create(manager, KEY)
+        await self.create(manager, OTHER_KEY)
+        await self.admin.expire(PREFIX + KEY, 0)
+        self.assertIsNone(await self.lookup(manager, KEY))
+        self.assertIsNotNone(await self.lookup(manager, OTHER_KEY))
+        self.assertEqual(await self.storedKeysAsync(), {OTHER_KEY})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    async def test_sweepLogsCountNotKeys(self) -> None:
+        """
+        No sweep to log; the error of a corrupt session names only a prefix
+        of its key.
+        """
+        manager = self.makeManager()
+        await self.admin.hset(PREFIX + KEY, "c", "yesterday")
+        await self.admin.hset(PREFIX + KEY, "l", "today")
+        failure = await self.assertFailure(
+            manager.onSessionLookup(KEY), CorruptRedisSessionError
+        )
+        self.assertNotIn(KEY, str(failure))
+
+    # Redis specifics.
+
+    async def test_storedFields(self) -> None:
+        """
+        A session is a hash with the file format's fields: Go-style times
+        and compact JSON info with sorted members, or null.
+        """
+        manager = self.makeManager()
+        await self.create(manager, KEY, {"b": 1, "a": [True, None]})
+        await self.create(manager, OTHER_KEY, {})
+        stored = await self.admin.hgetall(PREFIX + KEY)
+        self.assertEqual(
+            stored,
+            {
+                "c": "2019-01-15T12:29:22Z",
+                "l": "2019-01-15T12:29:22Z",
+                "i": '{"a":[true,null],"b":1}',
+            },
+        )
+        self.assertEqual((await self.admin.hgetall(PREFIX + OTHER_KEY))["i"], "null")
+
+    async def test_lookupRoundTripsInfo(self) -> None:
+        """
+        The info comes back as it was stored, and the lookup records the
+        new last lookup time in Redis.
+        """
+        manager = self.makeManager()
+        await self.create(manager)
+        self.clock.advance(1.5)
+        result = await self.lookup(manager, KEY)
+        assert result is not None
+        self.assertEqual(result.info, INFO)
+        self.assertEqual(
+            await self.admin.hget(PREFIX + KEY, "l"), "2019-01-15T12:29:23.5Z"
+        )
+
+    async def test_lookupMissing(self) -> None:
+        """
+        Looking up a key that Redis does not hold gives C{None}.
+        """
+        self.assertIsNone(await self.makeManager().onSessionLookup(KEY))
+
+    async def test_createInvalid(self) -> None:
+        """
+        A session without a connection or with a non-printable key is not
+        stored.
+        """
+        manager = self.makeManager()
+        await self.assertFailure(
+            manager.onSessionCreated(connectionWith(None)), ValueError
+        )
+        session = Session("a\x00b", self.now(), self.now())
+        await self.assertFailure(
+            manager.onSessionCreated(connectionWith(session)), ValueError
+        )
+        self.assertEqual(await self.storedKeysAsync(), set())
+
+    def test_rejectsURLs(self) -> None:
+        """
+        Only C{redis://} URLs with a numeric database are accepted;
+        C{rediss://} is refused.
+        """
+        for url in [
+            "rediss://127.0.0.1:6379/0",
+            "http://127.0.0.1/",
+            "redis:///0",
+            "redis://127.0.0.1/x",
+        ]:
+            self.assertRaises(ValueError, RedisSessionManager, url)
+        self.assertRaises(ValueError, RedisSessionManager, maxIdle=0)
+
+    async def test_closedPortFails(self) -> None:
+        """
+        A manager pointed at a port where nothing listens fails its lookups
+        (after its timeout) instead of reporting "not found".
+        """
+        manager = self.makeManager(
+            clock=reactor, timeout=0.5, url=f"redis://127.0.0.1:{freePort()}/0"
+        )
+        failure = await self.assertFailure(
+            manager.onSessionLookup(KEY), TimeoutError, txredisapi.ConnectionError
+        )
+        self.assertIsNotNone(failure)
+
+    async def test_outageAndRecovery(self) -> None:
+        """
+        While redis-server is down, lookups fail; once it is back on the
+        same port, the same manager works again (the pool reconnects).
+        """
+        manager = self.makeManager(clock=reactor, timeout=0.5)
+        await self.create(manager)
+        await self.redis.stop()
+        await self.assertFailure(
+            manager.onSessionLookup(KEY), TimeoutError, txredisapi.ConnectionError
+        )
+        await self.redis.start()  # empty: persistence is off
+        for _ in range(40):  # each attempt waits up to 0.5 s
+            try:
+                result = await manager.onSessionLookup(KEY)
+            except (TimeoutError, txredisapi.ConnectionError):
+                continue
+            self.assertIsNone(result)
+            break
+        else:
+            self.fail("the manager did not reconnect")
+        await self.create(manager)
+        self.assertIsNotNone(await self.lookup(manager, KEY))
+
+
+class RedisSessionsEndToEndTests(TestCase):
+    """
+    Two servers sharing one Redis: a session created on one is restored on
+    the other.
+    """
+
+    timeout = 60
+
+    async def test_restoreOnOtherServer(self) -> None:
+        """
+        A client logs in on the first server; another client restores the
+        session on the second, which has its own manager.
+        """
+        redis = await startRedis(self)
+        managers = [RedisSessionManager(redis.url) for _ in range(2)]
+        for manager in managers:
+            self.addCleanup(manager.disconnect)
+        first, second = (
+            LoopbackServer(self, ConformanceApplication(), sessionManager=manager)
+            for manager in managers
+        )
+        session, _ = await loggedIn(await first.connectAccepted(), "ada")
+        client = await second.connectAccepted()
+        restore = wire.encodeRestoreSession(ident(1), session.key)
+        restored = wire.parse(await client.roundTrip(restore))
+        assert isinstance(restored, wire.Reply)
+        self.assertEqual(restored.encoding, wire.Encoding.UTF8)
+        document = json.loads(restored.payload)
+        self.assertEqual(document["k"], session.key)
+        self.assertEqual(document["i"], {"user": "ada"})
+        self.assertEqual(Session.fromJSON(restored.payload).creation, session.creation)

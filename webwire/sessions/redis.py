@@ -1,0 +1,318 @@
+# -*- test-case-name: tests.test_redis -*-
+"""
+A session manager that keeps sessions in Redis, so that several servers
+(or a restarted one) share them.
+
+Each session is a Redis hash under C{<prefix><key>} with the fields of the
+file manager's documents (PROTOCOL.md section 5.7): C{c} (creation time),
+C{l} (last lookup time), both as Go formats them, and C{i} (the info as
+compact JSON with sorted members, or C{null}).
+
+With C{maxIdle}, every write (creation and lookup) sets the key's time to
+live to C{maxIdle} seconds, rounded up: Redis itself forgets idle sessions,
+so there is no sweeper (and the manager is not a service).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import txredisapi  # type: ignore[import-untyped]
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from webwire.interfaces import IConnection, ISessionManager
+from webwire.sessions.keys import shortKey
+from webwire.sessions.session import SessionLookupResult, formatTime, parseTime
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["CorruptRedisSessionError", "RedisSessionManager", "parseURL"]
+
+_T = TypeVar("_T")
+
+_PRINTABLE = re.compile(r"[\x20-\x7e]{1,255}\Z")
+
+DEFAULT_TIMEOUT = 5.0
+"""Seconds an operation may take before its Deferred fails."""
+
+_LOOKUP_SCRIPT = """\
+local stored = redis.call('HMGET', KEYS[1], 'c', 'l', 'i')
+if not stored[1] then
+  return false
+end
+redis.call('HSET', KEYS[1], 'l', ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return stored
+"""
+"""
+Read a session and set its last lookup time (and time to live), at once:
+returns C{[c, l, i]} as they were, or nil if there is no such session.
+"""
+
+_STORE_SCRIPT = """\
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'c', ARGV[1], 'l', ARGV[2], 'i', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+"""
+"""Replace a session, and set its time to live, at once."""
+
+
+class CorruptRedisSessionError(ValueError):
+    """
+    A session hash exists but is not a valid session.
+    """
+
+
+def _dumpInfo(info: Mapping[str, Any] | None) -> str:
+    """
+    The info as the file manager writes it: compact JSON with sorted
+    members, or C{null} without info.
+    """
+    return json.dumps(
+        info or None,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        sort_keys=True,
+    )
+
+
+def parseURL(url: str) -> tuple[str, int, int, str | None]:
+    """
+    Split C{redis://[:password@]host[:port][/db]}.
+
+    :returns: The host, port, database number and password.
+    :raises ValueError: If C{url} is not such a URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "rediss":
+        raise ValueError(
+            "rediss:// is not supported: give a redis:// URL (see RedisSessionManager)"
+        )
+    if parts.scheme != "redis":
+        raise ValueError(f"not a redis:// URL: {url!r}")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in Redis URL {url!r}")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError(f"invalid port in Redis URL {url!r}") from None
+    path = parts.path.lstrip("/")
+    if path and not path.isdigit():
+        raise ValueError(f"the database of a Redis URL must be a number: {url!r}")
+    db = int(path) if path else 0
+    password = unquote(parts.password) if parts.password is not None else None
+    return host, port, db, password
+
+
+@implementer(ISessionManager)
+class RedisSessionManager:
+    """
+    Keeps sessions in Redis, through a lazy txredisapi connection pool that
+    connects on first use and reconnects by itself after an outage. See the
+    module's documentation for the format.
+
+    Every hook returns a Deferred. If Redis cannot be reached or does not
+    answer within C{timeout} seconds, it fails (the server then logs the
+    error and answers "internal error"): an outage is never reported as
+    "session not found".
+
+    Keys are only used inside Redis key names; still, a key that is not 1 to
+    255 printable ASCII characters is unknown on lookup, ignored on close,
+    and refused (C{ValueError}) on creation.
+
+    Closing is idempotent: closing an unknown (or expired) session is not
+    an error.
+
+    TLS (C{rediss://}) is not supported: this manager raises C{ValueError}
+    for such URLs. txredisapi 1.6.0 does have TLS support (its
+    C{ssl_context_factory} argument, wrapping the connection in
+    C{TLSMemoryBIOFactory}), but its documented argument is an old-style
+    C{ClientContextFactory}, which verifies neither the server's
+    certificate nor its name, and this manager does not wire up or test
+    anything better; rather than offer TLS that does not authenticate the
+    server, it refuses. Reach a remote Redis through a verified tunnel.
+
+    :param url: C{redis://[:password@]host[:port][/db]}; default: database
+        0 on 127.0.0.1:6379.
+    :param prefix: Prepended to each key to name its Redis hash.
+    :param maxIdle: Seconds a session may stay unused (since its creation
+        or last lookup) before Redis forgets it; C{None} (the default):
+        never. Redis counts whole seconds: this is rounded up.
+    :param clock: The clock of lookup times and operation timeouts;
+        default: the global reactor.
+    :param timeout: Seconds each operation may take (connecting included).
+    :param poolSize: How many connections the pool keeps open.
+    :raises ValueError: If C{url} is not a C{redis://} URL, or C{maxIdle} or
+        C{timeout} is not positive.
+    """
+
+    _log: ClassVar[Logger] = Logger()
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "webwire:session:",
+        maxIdle: float | None = None,
+        clock: IReactorTime | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        poolSize: int = 2,
+    ) -> None:
+        if maxIdle is not None and not maxIdle > 0:
+            raise ValueError(f"maxIdle must be positive or None, not {maxIdle!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        host, port, db, password = parseURL(url)
+        self.maxIdle = maxIdle
+        self.prefix = prefix
+        self.timeout = timeout
+        self._clock = clock
+        self._ttl = "" if maxIdle is None else str(math.ceil(maxIdle))
+        self._pool: Any = txredisapi.lazyConnectionPool(
+            host=host,
+            port=port,
+            dbid=db or None,  # no SELECT on connecting for database 0
+            password=password,
+            poolsize=poolSize,
+            connectTimeout=timeout,
+            replyTimeout=timeout,
+            convertNumbers=False,
+        )
+
+    @property
+    def clock(self) -> IReactorTime:
+        """
+        The clock of lookup times and timeouts: the one given to the
+        constructor, else the global reactor (imported on first use).
+        """
+        if self._clock is None:
+            from twisted.internet import reactor
+
+            self._clock = reactor
+        return self._clock
+
+    def disconnect(self) -> Deferred[None]:
+        """
+        Close the connections and stop reconnecting; the manager cannot be
+        used afterwards.
+
+        :returns: A Deferred that fires once every connection is closed.
+        """
+        d: Deferred[Any] = self._pool.disconnect()
+        return d.addCallback(lambda _: None)
+
+    def _bounded(self, d: Deferred[_T]) -> Deferred[_T]:
+        """
+        C{d}, failing with L{twisted.internet.defer.TimeoutError} if it has
+        not fired after C{timeout} seconds.
+        """
+        return d.addTimeout(self.timeout, self.clock)
+
+    def _name(self, key: str) -> str:
+        return self.prefix + key
+
+    def onSessionCreated(self, connection: IConnection) -> Deferred[None]:
+        """
+        Store the session of C{connection} (replacing any with its key).
+
+        :returns: A Deferred that fires once it is stored, or fails with
+            C{ValueError} if the connection has no session, its key is not
+            printable ASCII or its info is not JSON, or with the Redis
+            error (or a timeout).
+        """
+        try:
+            session = connection.session
+            if session is None:
+                raise ValueError("the connection has no session to store")
+            key = session.key
+            if not isinstance(key, str) or not _PRINTABLE.match(key):
+                raise ValueError(
+                    f"cannot store session {shortKey(str(key))}: its key is "
+                    "not 1 to 255 printable ASCII characters"
+                )
+            fields = {
+                "c": formatTime(session.creation),
+                "l": formatTime(session.lastLookup),
+                "i": _dumpInfo(session.info),
+            }
+        except Exception:
+            return fail()
+        d: Deferred[Any] = self._pool.eval(
+            _STORE_SCRIPT,
+            keys=[self._name(key)],
+            args=[fields["c"], fields["l"], fields["i"], self._ttl],
+        )
+        return self._bounded(d).addCallback(lambda _: None)
+
+    def onSessionLookup(self, key: str) -> Deferred[SessionLookupResult | None]:
+        """
+        Read the session C{key} and, in the same atomic step, record that it
+        was looked up now (and restart its time to live).
+
+        :returns: A Deferred that fires with the session's creation time,
+            previous lookup time and info, or with C{None} if there is no
+            such session (or it expired, or the key is not printable
+            ASCII). It fails with L{CorruptRedisSessionError} if the hash
+            is not a valid session, and with the Redis error (or a timeout)
+            if Redis cannot answer: never C{None} for an outage.
+        """
+        if not isinstance(key, str) or not _PRINTABLE.match(key):
+            return succeed(None)
+        now = formatTime(datetime.fromtimestamp(self.clock.seconds(), UTC))
+        d: Deferred[Any] = self._pool.eval(
+            _LOOKUP_SCRIPT, keys=[self._name(key)], args=[now, self._ttl]
+        )
+
+        def parsed(stored: Any) -> SessionLookupResult | None:
+            if stored is None:
+                return None
+            return _parseStored(stored, shortKey(key))
+
+        return self._bounded(d).addCallback(parsed)
+
+    def onSessionClosed(self, key: str) -> Deferred[None]:
+        """
+        Delete the session C{key}; an unknown key is not an error.
+
+        :returns: A Deferred that fires once it is deleted, or fails with
+            the Redis error (or a timeout).
+        """
+        if not isinstance(key, str) or not _PRINTABLE.match(key):
+            return succeed(None)
+        d: Deferred[Any] = self._pool.delete(self._name(key))
+        return self._bounded(d).addCallback(lambda _: None)
+
+
+def _parseStored(stored: Any, name: str) -> SessionLookupResult:
+    """
+    The session of the fields C{[c, l, i]} read from Redis.
+
+    :raises CorruptRedisSessionError: If they are not a valid session.
+    """
+    try:
+        creationText, lastLookupText, infoText = stored
+        if not isinstance(creationText, str) or not isinstance(lastLookupText, str):
+            raise ValueError('"c" and "l" must be time strings')
+        info = json.loads(infoText) if infoText is not None else None
+        if info is not None and not isinstance(info, dict):
+            raise ValueError('"i" must be a JSON object or null')
+        return SessionLookupResult(
+            parseTime(creationText), parseTime(lastLookupText), info or {}
+        )
+    except (TypeError, ValueError, RecursionError) as e:
+        raise CorruptRedisSessionError(f"session {name}: {e}") from None
