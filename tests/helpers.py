@@ -25,7 +25,13 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from webwire.interfaces import ISessionKeyGenerator, ISessionManager, IWebWireServer
+from webwire.client import ClientOptions, WebWireClient
+from webwire.interfaces import (
+    ISessionKeyGenerator,
+    ISessionManager,
+    IWebWireClientHooks,
+    IWebWireServer,
+)
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory, WebWireServerProtocol
 from webwire.sessions.memory import MemorySessionManager
@@ -128,6 +134,23 @@ async def connectRaw(port: int, path: str = "/") -> RawClientProtocol:
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     client = cast(RawClientProtocol, await endpoint.connect(factory))
     await client.is_open
+    return client
+
+
+def makeClient(
+    testCase: TestCase,
+    port: int,
+    path: str = "/",
+    hooks: IWebWireClientHooks | None = None,
+) -> WebWireClient:
+    """
+    A client of 127.0.0.1:C{port} that does not reconnect by itself, closed
+    at the end of the test.
+    """
+    client = WebWireClient(
+        f"ws://127.0.0.1:{port}{path}", hooks, ClientOptions(autoconnect=False)
+    )
+    testCase.addCleanup(client.close)
     return client
 
 

@@ -14,10 +14,10 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import LoopbackServer, portNumber, rawHTTP
+from tests.helpers import LoopbackServer, makeClient, portNumber, rawHTTP
 from tests.test_client import RecordingHooks
 from webwire import wire
-from webwire.client import ClientOptions, WebWireClient
+from webwire.client import WebWireClient
 from webwire.conformance import ConformanceApplication
 from webwire.demo import ChatApplication, makeDemoRoot
 from webwire.errors import RequestError
@@ -89,12 +89,7 @@ class ChatTestCase(TestCase):
     def connect(self, path: str = "/") -> tuple[WebWireClient, ChatHooks]:
         """A client of the chat server (it connects on first use)."""
         hooks = ChatHooks()
-        client = WebWireClient(
-            f"ws://127.0.0.1:{self.server.portNumber}{path}",
-            hooks,
-            ClientOptions(autoconnect=False),
-        )
-        self.addCleanup(client.close)
+        client = makeClient(self, self.server.portNumber, path, hooks)
         return client, hooks
 
     async def login(self, name: str) -> tuple[WebWireClient, ChatHooks]:
@@ -342,11 +337,7 @@ class ChatWithoutSessionsTests(TestCase):
         server = LoopbackServer(
             self, ChatApplication(Clock()), ServerOptions(sessions=False)
         )
-        client = WebWireClient(
-            f"ws://127.0.0.1:{server.portNumber}/",
-            options=ClientOptions(autoconnect=False),
-        )
-        self.addCleanup(client.close)
+        client = makeClient(self, server.portNumber, "/")
         try:
             await client.request("login", "ada")
         except RequestError as e:
@@ -390,11 +381,7 @@ class DemoRootTests(TestCase):
         await maybeDeferred(self.listening.stopListening)
 
     def client(self, path: str) -> WebWireClient:
-        client = WebWireClient(
-            f"ws://127.0.0.1:{self.port}{path}",
-            options=ClientOptions(autoconnect=False),
-        )
-        self.addCleanup(client.close)
+        client = makeClient(self, self.port, path)
         return client
 
     async def get(self, path: str) -> bytes:

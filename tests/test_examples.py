@@ -26,6 +26,7 @@ from tests.helpers import (
     h,
     ident,
     listeningPort,
+    makeClient,
     portNumber,
     rawHTTP,
 )
@@ -245,12 +246,7 @@ class PubSubExampleTests(TestCase):
 
     def client(self) -> tuple[WebWireClient, _Signals]:
         hooks = _Signals()
-        client = WebWireClient(
-            f"ws://127.0.0.1:{self.server.portNumber}/",
-            hooks,
-            ClientOptions(autoconnect=False),
-        )
-        self.addCleanup(client.close)
+        client = makeClient(self, self.server.portNumber, "/", hooks)
         return client, hooks
 
     async def publish(self, client: WebWireClient, topic: str, data: object) -> int:
@@ -393,8 +389,5 @@ class ChatroomExampleTests(TestCase):
 
     def client(self, port: int, path: str) -> tuple[WebWireClient, _Signals]:
         hooks = _Signals()
-        client = WebWireClient(
-            f"ws://127.0.0.1:{port}{path}", hooks, ClientOptions(autoconnect=False)
-        )
-        self.addCleanup(client.close)
+        client = makeClient(self, port, path, hooks)
         return client, hooks

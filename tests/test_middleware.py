@@ -20,11 +20,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from examples import routed
-from tests.helpers import LoopbackServer
+from tests.helpers import LoopbackServer, makeClient
 from tests.test_router import FakeConnection, conn, req, requestError
 from webwire import wire
 from webwire.application import Application
-from webwire.client import ClientOptions, WebWireClient
+from webwire.client import WebWireClient
 from webwire.connection import HandshakeRequest
 from webwire.errors import InternalError, RequestError
 from webwire.interfaces import (
@@ -415,11 +415,7 @@ class MiddlewareLoopbackTests(TestCase):
     timeout = 30
 
     def client(self, server: LoopbackServer) -> WebWireClient:
-        client = WebWireClient(
-            f"ws://127.0.0.1:{server.portNumber}/",
-            options=ClientOptions(autoconnect=False),
-        )
-        self.addCleanup(client.close)
+        client = makeClient(self, server.portNumber, "/")
         return client
 
     async def test_middleware(self) -> None:
@@ -505,12 +501,7 @@ class RoutedExampleTests(TestCase):
         from tests.test_client import RecordingHooks
 
         hooks = RecordingHooks()
-        client = WebWireClient(
-            f"ws://127.0.0.1:{server.portNumber}/",
-            hooks,
-            ClientOptions(autoconnect=False),
-        )
-        self.addCleanup(client.close)
+        client = makeClient(self, server.portNumber, "/", hooks)
         self.assertEqual((await client.request("greet", "Ada")).text(), "Hello, Ada!")
         await client.request("kv.set", "colour=blue")
         self.assertEqual((await client.request("kv.get", "colour")).text(), "blue")

@@ -16,10 +16,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from tests.helpers import LoopbackServer
+from tests.helpers import LoopbackServer, makeClient
 from tests.test_client import RecordingHooks
 from webwire import wire
-from webwire.client import ClientOptions, WebWireClient
 from webwire.errors import RequestError
 from webwire.interfaces import IConnection, IWebWireServer
 from webwire.middleware import Next
@@ -429,12 +428,7 @@ class RouterLoopbackTests(TestCase):
         chat.use(tagName)
         server = LoopbackServer(self, router)
         hooks = RecordingHooks()
-        client = WebWireClient(
-            f"ws://127.0.0.1:{server.portNumber}/",
-            hooks,
-            ClientOptions(autoconnect=False),
-        )
-        self.addCleanup(client.close)
+        client = makeClient(self, server.portNumber, "/", hooks)
         self.assertEqual((await client.request("greet", "Ada")).text(), "Hello, Ada!")
         reply = await client.request("chat.say", "hi")
         self.assertEqual(reply.text(), "said hi [say]")
