@@ -27,6 +27,7 @@ from twisted.trial.unittest import TestCase
 
 from webwire.client import ClientOptions, WebWireClient
 from webwire.interfaces import (
+    ICluster,
     ISessionKeyGenerator,
     ISessionManager,
     IWebWireClientHooks,
@@ -170,6 +171,7 @@ class LoopbackServer:
         sessionManager: ISessionManager | None = None,
         keyGenerator: ISessionKeyGenerator | None = None,
         port: int = 0,
+        cluster: ICluster | None = None,
     ) -> None:
         """
         Sessions are kept in memory unless C{sessionManager} says otherwise
@@ -183,6 +185,7 @@ class LoopbackServer:
             options,
             sessionManager=sessionManager,
             keyGenerator=keyGenerator,
+            cluster=cluster,
             reactor=clock if clock is not None else reactor,
         )
         self.port: IListeningPort = reactor.listenTCP(

@@ -298,6 +298,23 @@ class ChatTests(ChatTestCase):
         [message] = hooks.signals("message")
         self.assertEqual(message["text"], "𝄞" * 1000)
 
+    async def test_logoutSignsOutEverywhere(self) -> None:
+        """
+        C{logout} closes the session on every connection that holds it:
+        another tab of the same session is signed out too, and nobody
+        named is left online.
+        """
+        ada, _ = await self.login("ada")
+        assert ada.session is not None
+        tab, tabHooks = self.connect()
+        await tab.restoreSession(ada.session.key)
+        await ada.request("logout")
+        await tab.request("who")  # its reply follows the notification
+        self.assertIsNone(tab.session)
+        self.assertIn(("sessionClosed", None), tabHooks.events)
+        self.assertEqual(self.app.online(), [])
+        await self.fails(tab.request("say", "still here?"), "NOT_SIGNED_IN")
+
     async def test_logoutWithoutSession(self) -> None:
         """
         C{logout} without a session just replies, and nobody is told.

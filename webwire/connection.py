@@ -16,11 +16,33 @@ from zope.interface import implementer
 
 from webwire import wire
 from webwire.errors import SessionsDisabled
-from webwire.interfaces import IConnection, IHandshakeRequest
+from webwire.interfaces import ICluster, IConnection, IHandshakeRequest
 from webwire.sessions.registry import SessionRegistry
 from webwire.sessions.session import Session
 
-__all__ = ["Connection", "HandshakeRequest"]
+__all__ = ["Connection", "HandshakeRequest", "encodeSignal"]
+
+
+def encodeSignal(
+    name: str,
+    payload: wire.PayloadLike,
+    encoding: wire.Encoding | None,
+    messageBufferSize: int,
+) -> bytes:
+    """
+    Encode a signal as L{IConnection.signal} takes it.
+
+    :raises webwire.errors.InvalidMessage: If the signal must not be sent.
+    :raises webwire.errors.MessageTooLarge: If it exceeds
+        C{messageBufferSize}.
+    """
+    if encoding is not None and isinstance(payload, str):
+        body = wire.Payload.fromText(payload, encoding)
+    else:
+        body = wire.Payload.coerce(payload)
+        if encoding is not None:
+            body = wire.Payload(body.data, encoding)
+    return wire.encodeSignal(name, body.data, body.encoding, messageBufferSize)
 
 
 @implementer(IHandshakeRequest)
@@ -58,6 +80,9 @@ class _Channel(Protocol):
 
     @property
     def connection(self) -> IConnection | None: ...
+
+    @property
+    def cluster(self) -> ICluster: ...
 
     def sendUnsolicited(self, data: bytes) -> None: ...
 
@@ -102,16 +127,22 @@ class Connection:
         """
         Send a signal to the client at once (see L{IConnection.signal}).
         """
-        if encoding is not None and isinstance(payload, str):
-            body = wire.Payload.fromText(payload, encoding)
-        else:
-            body = wire.Payload.coerce(payload)
-            if encoding is not None:
-                body = wire.Payload(body.data, encoding)
-        data = wire.encodeSignal(
-            name, body.data, body.encoding, self._channel.messageBufferSize
-        )
+        size = self._channel.messageBufferSize
+        self._channel.sendUnsolicited(encodeSignal(name, payload, encoding, size))
+
+    def sendEncoded(self, data: bytes) -> None:
+        """
+        Send a signal already encoded (by L{encodeSignal}) at once: how one
+        encoding goes to many connections.
+
+        :raises webwire.errors.Disconnected: If the connection is closed.
+        """
         self._channel.sendUnsolicited(data)
+
+    @property
+    def cluster(self) -> ICluster:
+        """The cluster of the connection's server (see L{IConnection})."""
+        return self._channel.cluster
 
     @property
     def session(self) -> Session | None:

@@ -20,19 +20,28 @@ Unicode, counted in code points):
     space; otherwise C{BAD_REQUEST}); without a signed-in session
     C{NOT_SIGNED_IN}. Signal C{message} with
     C{{"user": name, "text": text, "time": "2026-01-02T03:04:05.6Z"}} (RFC
-    3339, UTC) goes to every open connection, the sender's included; then
-    an empty binary reply;
+    3339, UTC) goes to every open connection, the sender's included, on
+    every process of the server's cluster; then an empty binary reply, or
+    error C{DELIVERY_FAILED} if the other processes could not be reached
+    (this process's connections got it);
   - request C{who}: reply a JSON array of the distinct names signed in on
     open connections, sorted; signal C{presence} goes out first if the
     names online changed (e.g. the caller's session was restored);
-  - request C{logout}: closes the connection's session (the client gets the
-    session-closed notification), signal C{presence} if the names online
-    changed, then an empty binary reply; without a session only the reply;
+  - request C{logout}: closes the connection's session on every
+    connection that holds it, on every process of the cluster (each client
+    gets the session-closed notification: every tab signs out), signal
+    C{presence} if the names online changed, then an empty binary reply
+    (error C{SIGN_OUT_INCOMPLETE} if other processes or the session store
+    could not be reached); without a session only the reply;
   - anything else: C{UNKNOWN_REQUEST};
   - signal C{presence} (to every open connection): a JSON array of the names
     online, sorted, whenever that set changes: after a login, a C{who}
     from a restored session, a logout, or a disconnect that took a user's
     last connection away.
+
+Who is online is what this process sees: in a cluster
+(L{webwire.cluster.redis.RedisCluster}), messages cross processes but
+C{presence} and C{who} list the users connected to this process.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -198,7 +208,7 @@ class ChatApplication(Application):
         self._updatePresence()
         return session.key
 
-    def _say(self, connection: IConnection, request: wire.Request) -> bytes:
+    def _say(self, connection: IConnection, request: wire.Request) -> Deferred[bytes]:
         user = _userOf(connection)
         if user is None:
             raise RequestError("NOT_SIGNED_IN", "sign in first")
@@ -212,12 +222,19 @@ class ChatApplication(Application):
         now = datetime.fromtimestamp(self._clock.seconds(), UTC)
         document = _toJSON({"user": user, "text": text, "time": formatTime(now)})
         try:
-            self._broadcast("message", document)
+            sent: Deferred[None] = connection.cluster.broadcast("message", document)
         except MessageTooLarge:
             raise RequestError(
                 "BAD_REQUEST", "the message is too large for this server"
             ) from None
-        return b""
+
+        def undelivered(f: Failure) -> bytes:
+            self._log.failure("a message did not reach the other processes", f)
+            raise RequestError(
+                "DELIVERY_FAILED", "the message reached this server's users only"
+            )
+
+        return sent.addCallbacks(lambda _: b"", undelivered)
 
     def _who(self) -> str:
         self._updatePresence()
@@ -225,10 +242,21 @@ class ChatApplication(Application):
 
     async def _logout(self, connection: IConnection) -> bytes:
         user = _userOf(connection)
-        if connection.session is not None:
-            await connection.closeSession()
-            self._log.info("{user} signed out", user=user)
+        session = connection.session
+        if session is None:
+            return b""
+        try:
+            await connection.cluster.closeSession(session.key)
+        except Exception:
+            # Logged where it failed; this process's connections are out.
+            raise RequestError(
+                "SIGN_OUT_INCOMPLETE",
+                "signed out here, but other servers or the session store "
+                "could not be reached",
+            ) from None
+        finally:
             self._updatePresence()
+        self._log.info("{user} signed out", user=user)
         return b""
 
     # Broadcasting ---------------------------------------------------------

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from webwire.wire import Encoding, PayloadLike, Request, Signal
 
 __all__ = [
+    "ICluster",
     "IConnection",
     "IHandshakeRequest",
     "IUpgradeGuard",
@@ -118,6 +119,11 @@ class IConnection(Interface):
             fails with L{webwire.errors.SessionsDisabled}.
         """
 
+    cluster = Attribute(
+        "The L{ICluster} of the server that holds the connection: how a "
+        "handler reaches other connections (a session's, a topic's, all)."
+    )
+
     def close() -> Deferred[None]:
         """
         Close the connection gracefully; calling it again does no harm.
@@ -128,6 +134,127 @@ class IConnection(Interface):
 
         :returns: A Deferred that fires with C{None} once the connection is
             closed.
+        """
+
+
+class ICluster(Interface):
+    """
+    Reaches connections wherever they are: on this server only
+    (L{webwire.cluster.LocalCluster}, the default) or on every server
+    process sharing a Redis (L{webwire.cluster.RedisCluster}).
+
+    Signals go to every connection of a session key, to every connection
+    subscribed to a topic, or to every connection. Delivery is at most
+    once and in order per sender: connections of the sender's process get
+    a signal at once, the others when Redis hands it to their process;
+    nothing is queued for connections that are not there at that moment.
+
+    The server calls L{attach}, L{connectionClosed} and the counting
+    methods (L{reserve}, L{add}, L{release}); applications call the rest.
+    """
+
+    def signalSession(
+        key: str,
+        name: str = "",
+        payload: PayloadLike = None,
+        encoding: Encoding | None = None,
+    ) -> Deferred[None]:
+        """
+        Send a signal to every connection that holds session C{key}.
+
+        The name, payload and encoding are as for L{IConnection.signal}.
+
+        :returns: A Deferred that fires once the signal is handed to every
+            process (at once on this server; fails, after this server's
+            connections got it, if the other processes cannot be reached).
+        :raises webwire.errors.InvalidMessage: If the signal must not be sent.
+        :raises webwire.errors.MessageTooLarge: If it exceeds the message
+            buffer size.
+        """
+
+    def broadcast(
+        name: str = "",
+        payload: PayloadLike = None,
+        encoding: Encoding | None = None,
+    ) -> Deferred[None]:
+        """
+        Send a signal to every open connection (see L{signalSession}).
+        """
+
+    def publish(
+        topic: str,
+        name: str = "",
+        payload: PayloadLike = None,
+        encoding: Encoding | None = None,
+    ) -> Deferred[None]:
+        """
+        Send a signal to every connection subscribed to C{topic} (see
+        L{signalSession}).
+
+        :raises ValueError: If C{topic} is not 1 to 255 bytes of UTF-8.
+        """
+
+    def subscribe(connection: IConnection, topic: str) -> None:
+        """
+        Subscribe C{connection} to C{topic}: it gets what is published to
+        it from now on, until it is unsubscribed or closes. Subscribing
+        again does nothing.
+
+        :raises ValueError: If C{topic} is not 1 to 255 bytes of UTF-8.
+        :raises webwire.errors.Disconnected: If the connection is closed.
+        """
+
+    def unsubscribe(connection: IConnection, topic: str) -> None:
+        """
+        End the subscription of C{connection} to C{topic}, if it has one.
+        """
+
+    def topicsOf(connection: IConnection) -> frozenset[str]:
+        """The topics C{connection} is subscribed to."""
+
+    def subscribers(topic: str) -> list[IConnection]:
+        """The connections of this server subscribed to C{topic}."""
+
+    def closeSession(key: str) -> Deferred[None]:
+        """
+        Close session C{key}: every connection that holds it, on any
+        process, is told (a session-closed notification), and the session
+        is destroyed: the session manager's close hook runs once, on this
+        process, whether or not any connection held the session.
+
+        :returns: A Deferred that fires once the close hook is done; it
+            fails if the hook failed or the other processes could not be
+            told (the session is destroyed all the same).
+        """
+
+    def attach(server: Any) -> None:
+        """
+        Serve one L{webwire.server.WebWireServerFactory}: called by it when
+        it is made.
+
+        :raises RuntimeError: If the cluster serves another server already.
+        """
+
+    def connectionClosed(connection: IConnection) -> None:
+        """Forget the subscriptions of a connection that closed."""
+
+    def reserve(key: str, maximum: int) -> Deferred[bool]:
+        """
+        Count one more connection of session C{key}, unless it has
+        C{maximum} (0: no limit) already, counting every process.
+
+        :returns: A Deferred firing with whether the connection was counted.
+        """
+
+    def add(key: str) -> Deferred[None]:
+        """Count one more connection of session C{key}, without a limit."""
+
+    def release(key: str) -> Deferred[int]:
+        """
+        Count one connection of session C{key} less.
+
+        :returns: A Deferred firing with how many connections of the session
+            are left, counting every process.
         """
 
 

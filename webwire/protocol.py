@@ -65,6 +65,7 @@ from webwire.connection import Connection, HandshakeRequest
 from webwire.errors import Disconnected, RequestError, UpgradeRefused
 from webwire.handshake import cookiesOf, originAllowed
 from webwire.interfaces import (
+    ICluster,
     IConnection,
     IUpgradeGuard,
 )
@@ -197,6 +198,11 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     def sessions(self) -> SessionRegistry | None:
         """The server's sessions, or C{None} if it has none."""
         return self.factory.sessions
+
+    @property
+    def cluster(self) -> ICluster:
+        """The server's cluster."""
+        return self.factory.cluster
 
     def sendUnsolicited(self, data: bytes) -> None:
         """

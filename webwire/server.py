@@ -20,9 +20,11 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 
 from webwire._version import __version__
+from webwire.cluster.local import LocalCluster
 from webwire.errors import SessionsDisabled
 from webwire.handshake import acceptDeflate
 from webwire.interfaces import (
+    ICluster,
     IConnection,
     ISessionKeyGenerator,
     ISessionManager,
@@ -45,6 +47,7 @@ class WebWireServerFactory(WebSocketServerFactory):
 
     :ivar application: The L{IWebWireServer} served.
     :ivar options: The L{ServerOptions} in force.
+    :ivar cluster: The L{ICluster} that reaches connections beyond one.
     """
 
     protocol = WebWireServerProtocol  # type: ignore[assignment]
@@ -57,6 +60,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         *,
         sessionManager: ISessionManager | None = None,
         keyGenerator: ISessionKeyGenerator | None = None,
+        cluster: ICluster | None = None,
         reactor: IReactorTime | None = None,
     ) -> None:
         """
@@ -69,17 +73,28 @@ class WebWireServerFactory(WebSocketServerFactory):
             (and sessions are enabled).
         :param keyGenerator: What makes session keys; a
             L{webwire.sessions.RandomKeyGenerator} if omitted.
+        :param cluster: How application code reaches connections beyond
+            one (see L{ICluster}) and what counts each session's
+            connections; a L{webwire.cluster.LocalCluster} (this server
+            only) if omitted. It serves this server only.
         :param reactor: What timers (read deadline, shutdown timeout) are
             scheduled with; the global reactor if omitted.
         :raises TypeError: If an argument does not provide its interface.
         :raises ValueError: If a session manager or key generator is given
             while sessions are disabled.
+        :raises RuntimeError: If C{cluster} serves another server.
         """
         if not IWebWireServer.providedBy(application):
             raise TypeError(f"{application!r} does not provide IWebWireServer")
         super().__init__(server=f"WebWire/{__version__}", reactor=reactor)
         self.application = application
         self.options = options if options is not None else ServerOptions()
+        if cluster is None:
+            cluster = LocalCluster()
+        elif not ICluster.providedBy(cluster):
+            raise TypeError(f"{cluster!r} does not provide ICluster")
+        cluster.attach(self)
+        self.cluster: ICluster = cluster
         self.sessions = self._makeSessions(sessionManager, keyGenerator)
         self.acceptConf = self.options.acceptConf()
         size = self.options.messageBufferSize
@@ -128,7 +143,11 @@ class WebWireServerFactory(WebSocketServerFactory):
         if not ISessionKeyGenerator.providedBy(keyGenerator):
             raise TypeError(f"{keyGenerator!r} does not provide ISessionKeyGenerator")
         return SessionRegistry(
-            manager, keyGenerator, self.options.maxSessionConnections, self.reactor
+            manager,
+            keyGenerator,
+            self.options.maxSessionConnections,
+            self.reactor,
+            self.cluster,
         )
 
     @property
@@ -138,14 +157,16 @@ class WebWireServerFactory(WebSocketServerFactory):
 
     def closeSession(self, key: str) -> Deferred[None]:
         """
-        Close session C{key} on every connection that holds it: each is told,
-        and the session manager forgets the session once.
+        Close session C{key} on every connection that holds it, on this
+        server and, with a L{webwire.cluster.RedisCluster}, on every other:
+        each is told, and the session manager forgets the session once (see
+        L{ICluster.closeSession}).
 
         :returns: A Deferred that fires when the session manager is done.
         """
         if self.sessions is None:
             return fail(SessionsDisabled("the server has no sessions"))
-        return self.sessions.closeSession(key)
+        return self.cluster.closeSession(key)
 
     @property
     def activeSessionCount(self) -> int:
@@ -257,6 +278,8 @@ class WebWireServerFactory(WebSocketServerFactory):
             protocol.closeGracefully(CLOSE_GOING_AWAY, "server shutting down")
 
     def _closed(self, protocol: WebWireServerProtocol) -> None:
+        if protocol.connection is not None:
+            self.cluster.connectionClosed(protocol.connection)
         if not protocol._busy:
             self._forget(protocol)
 

@@ -29,8 +29,9 @@ class WebWireService(MultiService):
     refused with 503, running handlers finish, connections closed), then
     stops listening; the Deferred returned by L{stopService} fires when all
     of that is done, so twistd waits for it on SIGTERM. A session manager
-    that is itself a service (for its expiry sweep) is started and stopped
-    with it.
+    or cluster that is itself a service (an expiry sweep, a
+    L{webwire.cluster.redis.RedisCluster}) is started before listening and
+    stopped after the drain.
 
     :ivar factory: The server factory.
     """
@@ -64,14 +65,18 @@ class WebWireService(MultiService):
         descriptions = list(endpoints)
         if not descriptions:
             raise ValueError("WebWireService needs at least one endpoint")
-        managers = {id(f.sessionManager): f.sessionManager for f in self.factories}
-        for manager in managers.values():
-            if manager is None or not IService.providedBy(manager):
+        helpers: dict[int, object] = {
+            id(f.sessionManager): f.sessionManager for f in self.factories
+        }
+        helpers.update({id(f.cluster): f.cluster for f in self.factories})
+        for helper in helpers.values():
+            if helper is None or not IService.providedBy(helper):
                 continue
-            managerService = IService(manager)
-            if managerService.parent is None:
-                # Started first, stopped last: e.g. its expiry sweep.
-                managerService.setServiceParent(self)
+            helperService = IService(helper)
+            if helperService.parent is None:
+                # Started first, stopped last (after the drain): e.g. a
+                # session manager's expiry sweep, a Redis cluster.
+                helperService.setServiceParent(self)
         for description in descriptions:
             kwargs = {} if reactor is None else {"reactor": reactor}
             listener = site if site is not None else factory

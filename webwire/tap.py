@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
-from webwire.interfaces import ISessionManager, IWebWireServer
+from webwire.interfaces import ICluster, ISessionManager, IWebWireServer
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
@@ -99,6 +99,12 @@ class Options(usage.Options):
     optFlags = [
         ["compression", None, "Accept permessage-deflate when clients offer it."],
         ["forward-signals", None, "With --backend: post client signals too."],
+        [
+            "cluster",
+            None,
+            "Share signals, session closes and per-session connection limits "
+            "with every process on the same --redis-url.",
+        ],
     ]
     optParameters = [
         [
@@ -172,7 +178,17 @@ class Options(usage.Options):
             "redis-url",
             None,
             "redis://127.0.0.1:6379/0",
-            "The Redis server of --sessions redis: redis://[:password@]host:port/db.",
+            "The Redis server of --sessions redis and --cluster: "
+            "redis://[:password@]host:port/db.",
+        ],
+        [
+            "cluster-heartbeat",
+            None,
+            5.0,
+            "With --cluster: seconds between renewals of this process's "
+            "registration; a process that stops renewing stops counting after "
+            "three.",
+            _positive(float),
         ],
         [
             "backend",
@@ -211,17 +227,20 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
-        if self["sessions"] == "redis":
+        if self["sessions"] == "redis" or self["cluster"]:
+            what = "--cluster" if self["cluster"] else "--sessions redis"
             try:
                 from webwire.sessions.redis import parseURL
             except ImportError:
                 raise usage.UsageError(
-                    "--sessions redis needs txredisapi: pip install 'webwire[redis]'"
+                    f"{what} needs txredisapi: pip install 'webwire[redis]'"
                 ) from None
             try:
                 parseURL(self["redis-url"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis-url: {e}") from None
+        if not self["cluster-heartbeat"] > 0:
+            raise usage.UsageError("--cluster-heartbeat must be more than 0")
         if self["sessions"] not in SESSION_MANAGERS:
             raise usage.UsageError(
                 f"--sessions must be one of {', '.join(SESSION_MANAGERS)}, "
@@ -282,6 +301,22 @@ def _sessionManager(
     return None
 
 
+def _cluster(
+    config: Options, reactor: Any, application: str | None = None
+) -> ICluster | None:
+    if not config["cluster"]:
+        return None
+    from webwire.cluster.redis import RedisCluster
+
+    prefix = "webwire:cluster:" + (f"{application}:" if application else "")
+    return RedisCluster(
+        config["redis-url"],
+        prefix=prefix,
+        heartbeat=config["cluster-heartbeat"],
+        reactor=reactor,
+    )
+
+
 def makeService(config: Options, reactor: Any = None) -> IService:
     """
     Make the service C{twistd webwire} runs: a web site on every endpoint
@@ -290,6 +325,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     also serves the chat demo: its page at C{/}, its WebWire endpoint at
     C{/chat}, with sessions of its own (in C{chat} below the session
     directory): a session of one application is no session of the other.
+    With C{--cluster} each has its own L{webwire.cluster.redis.RedisCluster}
+    too (prefixes C{webwire:cluster:} and C{webwire:cluster:chat:}).
 
     :param config: Parsed L{Options}.
     :param reactor: The reactor to listen with; the global one if omitted.
@@ -299,6 +336,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         config["application"],
         config["options"],
         sessionManager=manager,
+        cluster=_cluster(config, reactor),
         reactor=reactor,
     )
     more: list[WebWireServerFactory] = []
@@ -309,6 +347,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             ChatApplication(reactor),
             config["options"],
             sessionManager=_sessionManager(config, reactor, "chat"),
+            cluster=_cluster(config, reactor, "chat"),
             reactor=reactor,
         )
         more.append(chat)

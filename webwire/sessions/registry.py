@@ -8,10 +8,12 @@ manager persists it beyond that: a disconnect only detaches the connection,
 and the session is destroyed (the manager's close hook called) only when
 its last connection closes it.
 
-The maximum number of connections per session is enforced atomically: a
-restore reserves its place before the (possibly slow) manager lookup and
-gives it back if the lookup fails, so two restores racing for the last
-place cannot both get it.
+Connections are counted by the server's L{ICluster}: on this process
+alone, or on every process sharing a Redis. A session is destroyed when
+its last connection I{anywhere} closes it, and the maximum number of
+connections per session is enforced atomically: a restore takes its place
+before the (possibly slow) manager lookup and gives it back if the lookup
+fails, so two restores racing for the last place cannot both get it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,16 @@ from twisted.internet.defer import (
 )
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from webwire import wire
 from webwire.errors import Disconnected, SessionActive
-from webwire.interfaces import IConnection, ISessionKeyGenerator, ISessionManager
+from webwire.interfaces import (
+    ICluster,
+    IConnection,
+    ISessionKeyGenerator,
+    ISessionManager,
+)
 from webwire.sessions.keys import checkKey, shortKey
 from webwire.sessions.session import Session, SessionLookupResult
 
@@ -69,6 +77,7 @@ class SessionRegistry:
     :ivar keyGenerator: The L{ISessionKeyGenerator} that makes keys.
     :ivar maxConnections: Connections one session may have at once; 0 for
         no limit (only restores are limited, as in the original server).
+    :ivar cluster: The L{ICluster} that counts each session's connections.
     """
 
     def __init__(
@@ -77,23 +86,24 @@ class SessionRegistry:
         keyGenerator: ISessionKeyGenerator,
         maxConnections: int,
         clock: IReactorTime,
+        cluster: ICluster,
     ) -> None:
         self.manager = manager
         self.keyGenerator = keyGenerator
         self.maxConnections = maxConnections
+        self.cluster = cluster
         self._clock = clock
         self._channels: dict[str, set[SessionChannel]] = {}
-        self._reserved: dict[str, int] = {}
 
     # Queries --------------------------------------------------------------
 
     @property
     def activeCount(self) -> int:
-        """How many sessions are held by at least one connection."""
+        """How many sessions are held by at least one connection here."""
         return len(self._channels)
 
     def channelsOf(self, key: str) -> list[SessionChannel]:
-        """The connections that hold session C{key} now."""
+        """The connections of this server that hold session C{key} now."""
         return list(self._channels.get(key, ()))
 
     # Flows ----------------------------------------------------------------
@@ -119,6 +129,7 @@ class SessionRegistry:
             return fail(e)
         self._attach(key, channel)
         channel.session = session
+        self._count(self.cluster.add(key), key)
         _log.info("session {key} created", key=shortKey(key))
         stored = _call(self.manager.onSessionCreated, channel.connection)
         stored.addErrback(
@@ -148,22 +159,33 @@ class SessionRegistry:
         self, channel: SessionChannel, identifier: bytes, key: str
     ) -> bytes:
         held = channel.session is not None and channel.session.key == key
-        if not held and not self._reserve(key):
-            return wire.encodeSpecialReply(
-                wire.MessageType.REPLY_MAX_SESSION_CONNECTIONS_REACHED, identifier
-            )
-        try:
+        if not held:
             try:
-                result = await _call(self.manager.onSessionLookup, key)
-                if result is None:
-                    return wire.encodeSpecialReply(
-                        wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
-                    )
-                if not isinstance(result, SessionLookupResult):
-                    raise TypeError(
-                        f"the session manager's lookup returned {result!r}, not a "
-                        "SessionLookupResult or None"
-                    )
+                counted = await self.cluster.reserve(key, self.maxConnections)
+            except Exception:
+                _log.failure(
+                    "counting the connections of session {key} failed",
+                    key=shortKey(key),
+                )
+                return _internalError(identifier)
+            if not counted:
+                return wire.encodeSpecialReply(
+                    wire.MessageType.REPLY_MAX_SESSION_CONNECTIONS_REACHED,
+                    identifier,
+                )
+        session: Session | None = None
+        try:
+            result = await _call(self.manager.onSessionLookup, key)
+            if result is None:
+                reply = wire.encodeSpecialReply(
+                    wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
+                )
+            elif not isinstance(result, SessionLookupResult):
+                raise TypeError(
+                    f"the session manager's lookup returned {result!r}, not a "
+                    "SessionLookupResult or None"
+                )
+            else:
                 session = Session(key, result.creation, result.lastLookup, result.info)
                 reply = wire.encodeReply(
                     identifier,
@@ -171,25 +193,26 @@ class SessionRegistry:
                     wire.Encoding.UTF8,
                     channel.messageBufferSize,
                 )
-            except CancelledError:
-                _log.warn("restoring session {key} was cancelled", key=shortKey(key))
-                return _internalError(identifier)
-            except Exception:
-                _log.failure("restoring session {key} failed", key=shortKey(key))
-                return _internalError(identifier)
-        finally:
-            if not held:
-                self._release(key)
-        # From here on nothing waits, so the reservation just given back
-        # cannot be taken by anyone else before the attachment.
-        if channel.isActive and not held:
-            if channel.session is not None:
-                # Restoring another session on a connection that has one:
-                # the old one is let go of first, not destroyed.
-                self._detach(channel.session.key, channel)
-            self._attach(key, channel)
-            channel.session = session
-            _log.info("session {key} restored", key=shortKey(key))
+        except CancelledError:
+            _log.warn("restoring session {key} was cancelled", key=shortKey(key))
+            session, reply = None, _internalError(identifier)
+        except Exception:
+            _log.failure("restoring session {key} failed", key=shortKey(key))
+            session, reply = None, _internalError(identifier)
+        if held:
+            return reply
+        if session is None or not channel.isActive:
+            self._count(self.cluster.release(key), key)
+            return reply
+        if channel.session is not None:
+            # Restoring another session on a connection that has one: the
+            # old one is let go of first, not destroyed.
+            old = channel.session.key
+            self._detach(old, channel)
+            self._count(self.cluster.release(old), old)
+        self._attach(key, channel)
+        channel.session = session
+        _log.info("session {key} restored", key=shortKey(key))
         return reply
 
     def clientClose(
@@ -205,10 +228,11 @@ class SessionRegistry:
             lambda _: wire.encodeReply(identifier, b"", wire.Encoding.BINARY)
         )
 
-    def closeOn(self, channel: SessionChannel) -> Deferred[None]:
+    def closeOn(self, channel: SessionChannel, destroy: bool = True) -> Deferred[None]:
         """
         Close the session of one connection on the server's initiative (see
-        L{IConnection.closeSession}): the connection is told.
+        L{IConnection.closeSession}): the connection is told. The session is
+        destroyed if C{destroy} and no other connection holds it.
         """
         if channel.session is None:
             return succeed(None)
@@ -216,72 +240,108 @@ class SessionRegistry:
             channel.sendUnsolicited(wire.encodeSessionClosed())
         except Disconnected:
             pass
-        return self._close(channel)
+        return self._close(channel, destroy)
 
-    def closeSession(self, key: str) -> Deferred[None]:
+    def closeLocally(self, key: str) -> Deferred[None]:
         """
-        Close session C{key} on every connection that holds it; each is
-        told, and the manager's close hook runs once.
+        Close session C{key} on every connection of this server that holds
+        it, telling each, without destroying it: for a close the cluster
+        handles (see L{ICluster.closeSession}), which destroys it once.
         """
-        closing = [self.closeOn(channel) for channel in self.channelsOf(key)]
+        closing = [
+            self.closeOn(channel, destroy=False) for channel in self.channelsOf(key)
+        ]
         return gatherResults(closing).addCallback(lambda _: None)
+
+    def destroy(self, key: str) -> Deferred[None]:
+        """
+        Call the session manager's close hook for C{key}; a failure is
+        logged and passed on.
+        """
+        _log.info("session {key} closed", key=shortKey(key))
+        closed = _call(self.manager.onSessionClosed, key)
+
+        def failed(f: Failure) -> Failure:
+            _log.failure(
+                "the session manager failed to forget session {key}",
+                f,
+                key=shortKey(key),
+            )
+            return f
+
+        return closed.addCallbacks(lambda _: None, failed)
 
     def detach(self, channel: SessionChannel) -> None:
         """
         The connection is gone: let go of its session without destroying it.
         """
         if channel.session is not None:
-            self._detach(channel.session.key, channel)
+            key = channel.session.key
+            if self._detach(key, channel):
+                self._count(self.cluster.release(key), key)
 
     # Bookkeeping ----------------------------------------------------------
 
-    def _close(self, channel: SessionChannel) -> Deferred[None]:
+    def _close(self, channel: SessionChannel, destroy: bool = True) -> Deferred[None]:
+        """
+        Take the session off C{channel}; destroy it if C{destroy} and no
+        connection holds it any more, anywhere.
+        """
         session = channel.session
         if session is None:
             return succeed(None)
+        key = session.key
         channel.session = None
-        if not self._detach(session.key, channel):
+        if not self._detach(key, channel):
             return succeed(None)
-        _log.info("session {key} closed", key=shortKey(session.key))
-        closed = _call(self.manager.onSessionClosed, session.key)
-        closed.addErrback(
-            lambda f: _log.failure(
-                "the session manager failed to forget session {key}",
-                f,
-                key=shortKey(session.key),
+        released = self.cluster.release(key)
+        if not destroy:
+            self._count(released, key)
+            return succeed(None)
+
+        def uncounted(f: Failure) -> int:
+            _log.warn(
+                "counting the connections of session {key} failed ({error}); "
+                "it is destroyed if this server holds it no more",
+                key=shortKey(key),
+                error=f.getErrorMessage(),
+            )
+            return len(self._channels.get(key, ()))
+
+        def destroyIfLast(left: int) -> Deferred[None] | None:
+            if left > 0:
+                return None
+            return self.destroy(key).addErrback(lambda _: None)
+
+        return released.addErrback(uncounted).addCallback(destroyIfLast)
+
+    def _count(self, counting: Deferred[Any], key: str) -> None:
+        """
+        Log the failure of a count nobody waits for (a warning: the cluster
+        corrects its counts when it can).
+        """
+        counting.addErrback(
+            lambda f: _log.warn(
+                "counting the connections of session {key} failed: {error}",
+                key=shortKey(key),
+                error=f.getErrorMessage(),
             )
         )
-        return closed.addCallback(lambda _: None)
-
-    def _reserve(self, key: str) -> bool:
-        taken = len(self._channels.get(key, ())) + self._reserved.get(key, 0)
-        if self.maxConnections and taken >= self.maxConnections:
-            return False
-        self._reserved[key] = self._reserved.get(key, 0) + 1
-        return True
-
-    def _release(self, key: str) -> None:
-        left = self._reserved[key] - 1
-        if left:
-            self._reserved[key] = left
-        else:
-            del self._reserved[key]
 
     def _attach(self, key: str, channel: SessionChannel) -> None:
         self._channels.setdefault(key, set()).add(channel)
 
     def _detach(self, key: str, channel: SessionChannel) -> bool:
         """
-        Take the connection off session C{key}'s list; C{True} if it was the
-        last one there.
+        Take the connection off session C{key}'s list; C{True} if it was
+        there.
         """
         channels = self._channels.get(key)
         if channels is None or channel not in channels:
             return False
         channels.discard(channel)
-        if channels:
-            return False
-        del self._channels[key]
+        if not channels:
+            del self._channels[key]
         return True
 
     def _now(self) -> datetime:
