@@ -27,6 +27,7 @@ from webwire.errors import Disconnected, MessageTooLarge
 from webwire.interfaces import ICluster, IConnection
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
+from webwire.service import WebWireService
 from webwire.sessions import MemorySessionManager
 from webwire.sessions.redis import RedisSessionManager
 from webwire.sessions.session import Session
@@ -564,6 +565,26 @@ class RedisClusterTests(TestCase):
         for suffix in ("", ":sessions"):
             name = f"{PREFIX}node:{cluster.nodeId}{suffix}"
             self.assertEqual(await self.admin.exists(name), 0)
+
+    async def test_service(self) -> None:
+        """
+        L{WebWireService} starts its server's Redis cluster before
+        listening and stops it after the drain: the node is registered
+        while it runs and gone once it stopped.
+        """
+        cluster = RedisCluster(self.redis.url, prefix=PREFIX)
+        factory = WebWireServerFactory(
+            ConformanceApplication(), ServerOptions(sessions=False), cluster=cluster
+        )
+        service = WebWireService(factory, ["tcp:0:interface=127.0.0.1"])
+        service.startService()
+        self.assertTrue(cluster.running)
+        await cluster.whenSubscribed()
+        await beatUntilReachable(cluster)
+        self.assertIn(cluster.nodeId, await self.admin.smembers(PREFIX + "nodes"))
+        await service.stopService()
+        self.assertFalse(cluster.running)
+        self.assertNotIn(cluster.nodeId, await self.admin.smembers(PREFIX + "nodes"))
 
     async def test_notStarted(self) -> None:
         """

@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 import txaio
-from twisted.application.service import IServiceMaker
+from twisted.application.service import IService, IServiceMaker
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort
@@ -23,6 +23,8 @@ from zope.interface.verify import verifyObject
 
 from tests.test_server import ControlledApplication, Pair, ident, reply, request
 from webwire.application import Application
+from webwire.cluster import LocalCluster
+from webwire.cluster.redis import RedisCluster
 from webwire.conformance import ConformanceApplication
 from webwire.gateway import HTTPGateway
 from webwire.interfaces import IWebWireServer
@@ -526,3 +528,53 @@ class RedisOptionTests(SynchronousTestCase):
             ["--sessions=redis", "--redis-url=rediss://example.org/0"],
         )
         self.assertNotIn("\n", str(error))
+
+
+class ClusterOptionTests(SynchronousTestCase):
+    """
+    --cluster shares signals, session closes and limits through Redis.
+    """
+
+    def test_cluster(self) -> None:
+        """
+        --cluster gives the application and the chat demo a Redis cluster
+        each, on --redis-url, under prefixes of their own, with the
+        heartbeat given; both are child services, started with the server.
+        """
+        config = parse(
+            "--cluster",
+            "--redis-url=redis://127.0.0.1:6390/2",
+            "--cluster-heartbeat=0.5",
+        )
+        service = makeService(config, MemoryReactorClock())
+        assert isinstance(service, WebWireService)
+        clusters = [f.cluster for f in service.factories]
+        self.assertEqual(
+            [(type(c), c.prefix, c.heartbeat) for c in clusters],  # type: ignore[attr-defined]
+            [
+                (RedisCluster, "webwire:cluster:", 0.5),
+                (RedisCluster, "webwire:cluster:chat:", 0.5),
+            ],
+        )
+        for cluster in clusters:
+            self.assertEqual(cluster._port, 6390)  # type: ignore[attr-defined]
+            self.assertIs(IService(cluster).parent, service)
+        self.assertIs(clusters[0].server, service.factory)  # type: ignore[attr-defined]
+
+    def test_noCluster(self) -> None:
+        """Without --cluster, each server has its own local cluster."""
+        service = makeService(parse(), MemoryReactorClock())
+        assert isinstance(service, WebWireService)
+        for factory in service.factories:
+            self.assertIs(type(factory.cluster), LocalCluster)
+
+    def test_badValues(self) -> None:
+        """A bad URL or heartbeat is a one-line usage error."""
+        for argv in [
+            ["--cluster", "--redis-url=http://example.org/"],
+            ["--cluster", "--cluster-heartbeat=0"],
+            ["--cluster", "--cluster-heartbeat=-1"],
+            ["--cluster", "--cluster-heartbeat=soon"],
+        ]:
+            error = self.assertRaises(usage.UsageError, Options().parseOptions, argv)
+            self.assertNotIn("\n", str(error))

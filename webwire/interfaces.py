@@ -112,8 +112,9 @@ class IConnection(Interface):
         Close this connection's session, and tell the client.
 
         The session is destroyed (and the session manager's close hook
-        called) only if no other connection holds it. Without a session,
-        nothing happens.
+        called) only if no other connection holds it, on any process of
+        the cluster. Without a session, nothing happens. To close it on
+        every connection, use L{ICluster.closeSession}.
 
         :returns: A Deferred that fires once the session manager is done, or
             fails with L{webwire.errors.SessionsDisabled}.
