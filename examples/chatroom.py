@@ -36,7 +36,7 @@ from twisted.web.static import File
 
 from webwire import WebWireServerFactory, WebWireService
 from webwire.demo import ChatApplication
-from webwire.interfaces import ISessionManager
+from webwire.interfaces import ICluster, ISessionManager
 from webwire.sessions import MemorySessionManager
 from webwire.web import STATIC, WebWireRoot, makeSite
 
@@ -48,6 +48,7 @@ def makeService(
     sessionManager: ISessionManager | None = None,
     static: FilePath[str] = STATIC,
     reactor: Any = None,
+    cluster: ICluster | None = None,
 ) -> WebWireService:
     """
     The chat room as a service: the page at C{/}, C{/chat.js}, and the chat
@@ -60,11 +61,17 @@ def makeService(
     :param static: The directory holding C{chat.html} and C{chat.js}.
     :param reactor: The reactor to listen with and the clock of the chat;
         the global reactor if omitted.
+    :param cluster: How messages and sign-outs reach other server processes
+        (see C{examples/cluster}); this process only if omitted. A cluster
+        that is a service is started and stopped with the chat's.
     """
     if sessionManager is None:
         sessionManager = MemorySessionManager(maxIdle=SESSION_MAX_IDLE, clock=reactor)
     factory = WebWireServerFactory(
-        ChatApplication(reactor), sessionManager=sessionManager, reactor=reactor
+        ChatApplication(reactor),
+        sessionManager=sessionManager,
+        cluster=cluster,
+        reactor=reactor,
     )
     root = WebWireRoot(factory)
     root.putChild(b"", File(static.child("chat.html").path, defaultType="text/html"))

@@ -1,6 +1,7 @@
 """
 Publish/subscribe over WebWire: clients subscribe to topics, and what one
-client publishes reaches the subscribers of that topic only.
+client publishes reaches the subscribers of that topic only, on this
+server or on every server of a cluster.
 
 Run it (from the repository root, after ``pip install .``):
 
@@ -12,7 +13,27 @@ Ctrl-C) and publish from a third:
     python -m examples.pubsub subscribe news
     python -m examples.pubsub publish news '{"headline": "hello"}'
 
-(both take the server's URL last, ws://localhost:8080/ by default).
+(both take the server's URL last, ws://localhost:8080/ by default;
+``publish`` prints ``published to news`` once the server has passed it on).
+
+The application keeps no tables of its own: topics are those of the
+server's cluster (C{connection.cluster}, see
+L{webwire.interfaces.ICluster}), which ends a connection's subscriptions
+when it closes. So the same code runs as one server (the default
+L{webwire.cluster.LocalCluster}) or as several sharing a Redis
+(L{webwire.cluster.redis.RedisCluster}; ``pip install '.[redis]'``). Give
+each server its own port and the same Redis:
+
+    python -m examples.pubsub --listen tcp:8080 --redis-url redis://127.0.0.1:6379/0
+    python -m examples.pubsub --listen tcp:8081 --redis-url redis://127.0.0.1:6379/0
+
+and a subscriber of either gets what is published on either:
+
+    python -m examples.pubsub subscribe news ws://localhost:8080/
+    python -m examples.pubsub publish news '"hello"' ws://localhost:8081/
+
+Delivery across servers is at most once: a server cut off from Redis
+misses what the others publish meanwhile.
 
 The protocol:
 
@@ -23,10 +44,16 @@ The protocol:
   - request ``unsubscribe``, payload the topic name: empty reply, also if
     the connection was not subscribed;
   - request ``publish``, payload UTF-8 JSON ``{"topic": NAME, "data": ANY}``:
-    every subscriber of NAME (the publisher too, if subscribed) gets a
-    signal named NAME whose payload is ``data`` as UTF-8 JSON. The reply is
-    the number of subscribers reached, as text (``"2"``); error
-    ``BAD_REQUEST`` for anything else;
+    every subscriber of NAME on every server (the publisher too, if
+    subscribed) gets a signal named NAME whose payload is ``data`` as UTF-8
+    JSON. The reply is empty, sent once the signal is handed to every
+    server: this server's subscribers have it then, the others' get it as
+    soon as their server hears of it. It does not say how many subscribers
+    the signal reached: in a cluster that count is unknowable (no server
+    knows the others' subscribers, and they are told after the reply).
+    Error ``DELIVERY_FAILED`` if the other servers could not be reached
+    (this server's subscribers got the signal), ``BAD_REQUEST`` for
+    anything else, ``data`` too large for a signal included;
   - a connection that goes away is unsubscribed from everything.
 """
 
@@ -34,19 +61,19 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
-from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
 from webwire import (
     Application,
     Disconnected,
     IConnection,
-    MessageTooLarge,
+    InvalidMessage,
     Request,
     RequestError,
     ServerOptions,
@@ -56,12 +83,15 @@ from webwire import (
 )
 from webwire.client import ClientHooks, ClientOptions, WebWireClient
 from webwire.errors import RequestTimeout
+from webwire.interfaces import ICluster
 
-USAGE = """usage: python -m examples.pubsub
+USAGE = """usage: python -m examples.pubsub [--listen ENDPOINT] [--redis-url URL]
        python -m examples.pubsub subscribe TOPIC [URL]
        python -m examples.pubsub publish TOPIC JSON [URL]"""
 MAX_TOPIC_LENGTH = 64
 MAX_TOPICS = 100
+CLUSTER_PREFIX = "webwire:cluster:pubsub:"
+"""Starts the Redis keys and channel of the pub/sub servers' cluster."""
 
 
 def _topic(value: object) -> str:
@@ -86,24 +116,20 @@ def _text(request: Request) -> str:
 
 class PubSub(Application):
     """
-    Topics and their subscribers (see the module docstring).
-
-    :ivar subscribers: The connections subscribed to each topic; a topic
-        without subscribers is not in it.
-    :ivar topics: The topics each connection is subscribed to; a connection
-        without subscriptions is not in it.
+    Subscriptions and publications (see the module docstring), kept by the
+    server's cluster.
     """
 
-    def __init__(self) -> None:
-        self.subscribers: dict[str, set[IConnection]] = {}
-        self.topics: dict[IConnection, set[str]] = {}
+    _log = Logger()
 
-    def onRequest(self, connection: IConnection, request: Request) -> str | None:
+    def onRequest(
+        self, connection: IConnection, request: Request
+    ) -> Deferred[None] | None:
         if request.name == "subscribe":
             self.subscribe(connection, _topic(_text(request)))
             return None
         if request.name == "unsubscribe":
-            self.unsubscribe(connection, _topic(_text(request)))
+            connection.cluster.unsubscribe(connection, _topic(_text(request)))
             return None
         if request.name == "publish":
             try:
@@ -113,12 +139,8 @@ class PubSub(Application):
                 raise RequestError(
                     "BAD_REQUEST", 'publish {"topic": NAME, "data": ANY}'
                 ) from None
-            return str(self.publish(topic, data))
+            return self.publish(connection.cluster, topic, data)
         raise RequestError("UNKNOWN_REQUEST", f"unknown request: {request.name}")
-
-    def onClientDisconnected(self, connection: IConnection, reason: Failure) -> None:
-        for topic in list(self.topics.get(connection, ())):
-            self.unsubscribe(connection, topic)
 
     def subscribe(self, connection: IConnection, topic: str) -> None:
         """
@@ -126,52 +148,74 @@ class PubSub(Application):
 
         :raises RequestError: C{TOO_MANY_TOPICS} past L{MAX_TOPICS}.
         """
-        topics = self.topics.setdefault(connection, set())
+        cluster = connection.cluster
+        topics = cluster.topicsOf(connection)
         if topic not in topics and len(topics) >= MAX_TOPICS:
             raise RequestError("TOO_MANY_TOPICS", f"at most {MAX_TOPICS} topics")
-        topics.add(topic)
-        self.subscribers.setdefault(topic, set()).add(connection)
+        try:
+            cluster.subscribe(connection, topic)
+        except Disconnected:
+            pass  # closing: nobody will read the reply
 
-    def unsubscribe(self, connection: IConnection, topic: str) -> None:
-        """Unsubscribe C{connection} from C{topic}, if it is subscribed."""
-        subscribers = self.subscribers.get(topic, set())
-        subscribers.discard(connection)
-        if not subscribers:
-            self.subscribers.pop(topic, None)
-        topics = self.topics.get(connection, set())
-        topics.discard(topic)
-        if not topics:
-            self.topics.pop(connection, None)
-
-    def publish(self, topic: str, data: object) -> int:
+    def publish(self, cluster: ICluster, topic: str, data: object) -> Deferred[None]:
         """
-        Send C{data} as signal C{topic} to the topic's subscribers.
+        Send C{data} as signal C{topic} to the topic's subscribers on every
+        server of C{cluster}.
 
-        :returns: How many subscribers it reached.
+        :returns: A Deferred that fires once the signal is handed to every
+            server, or fails with L{RequestError} C{DELIVERY_FAILED} if
+            the other servers could not be reached (this one's subscribers
+            got it).
         :raises RequestError: C{BAD_REQUEST} if C{data} cannot be sent.
         """
         try:
             payload = json.dumps(
                 data, separators=(",", ":"), ensure_ascii=False, allow_nan=False
             )
+            sent = cluster.publish(topic, topic, payload)
+        except InvalidMessage:  # MessageTooLarge, for valid topics
+            # The same limit for everyone: nobody got it.
+            raise RequestError("BAD_REQUEST", "data too large") from None
         except ValueError:
             raise RequestError("BAD_REQUEST", "data must be JSON") from None
-        reached = 0
-        for connection in list(self.subscribers.get(topic, ())):
-            try:
-                connection.signal(topic, payload)
-            except Disconnected:
-                continue  # going away; onClientDisconnected cleans up
-            except MessageTooLarge:
-                # The same limit for everyone: nobody got it.
-                raise RequestError("BAD_REQUEST", "data too large") from None
-            reached += 1
-        return reached
+
+        def undelivered(f: Failure) -> None:
+            self._log.warn(
+                "a publication to {topic} did not reach the other servers: {error!r}",
+                topic=topic,
+                error=f.value,
+            )
+            raise RequestError(
+                "DELIVERY_FAILED", "published to this server's subscribers only"
+            )
+
+        return sent.addErrback(undelivered)
 
 
-def makeService(listen: str = "tcp:8080") -> WebWireService:
-    """The pub/sub server as a service listening on C{listen}."""
-    factory = WebWireServerFactory(PubSub(), ServerOptions(sessions=False))
+def makeCluster(redisURL: str, reactor: Any = None) -> ICluster:
+    """
+    A cluster of the pub/sub servers that share the Redis at C{redisURL}
+    (their keys and channel start with L{CLUSTER_PREFIX}); a service,
+    started and stopped by the L{WebWireService} of L{makeService}.
+
+    :raises ImportError: If txredisapi is not installed.
+    :raises ValueError: If C{redisURL} is not a C{redis://} URL.
+    """
+    from webwire.cluster.redis import RedisCluster
+
+    return RedisCluster(redisURL, prefix=CLUSTER_PREFIX, reactor=reactor)
+
+
+def makeService(
+    listen: str = "tcp:8080", cluster: ICluster | None = None
+) -> WebWireService:
+    """
+    The pub/sub server as a service listening on C{listen}, alone or, with
+    a C{cluster} (see L{makeCluster}), one of several.
+    """
+    factory = WebWireServerFactory(
+        PubSub(), ServerOptions(sessions=False), cluster=cluster
+    )
     return WebWireService(factory, [listen])
 
 
@@ -201,16 +245,19 @@ async def subscribeAndPrint(reactor: Any, topic: str, url: str) -> None:
 
 
 async def publishOnce(reactor: Any, topic: str, data: str, url: str) -> None:
-    """Publish the JSON C{data} to C{topic}; print how many got it."""
+    """
+    Publish the JSON C{data} to C{topic}; say so once every server has it
+    (how many subscribers got it is not known: see the module docstring).
+    """
     document = json.dumps({"topic": topic, "data": json.loads(data)})
     client = WebWireClient(
         url, options=ClientOptions(autoconnect=False), reactor=reactor
     )
     try:
-        reply = await client.request("publish", document, timeout=10)
+        await client.request("publish", document, timeout=10)
     finally:
         await client.close()
-    sys.stdout.write(f"reached {reply.text()} subscribers\n")
+    sys.stdout.write(f"published to {topic}\n")
 
 
 async def _reportErrors(work: Coroutine[Any, Any, None]) -> None:
@@ -221,28 +268,50 @@ async def _reportErrors(work: Coroutine[Any, Any, None]) -> None:
         raise SystemExit(1) from None
 
 
-async def serve(reactor: Any) -> None:
-    """Serve on tcp:8080 until interrupted."""
+async def serve(
+    reactor: Any, listen: str = "tcp:8080", cluster: ICluster | None = None
+) -> None:
+    """Serve on C{listen}, in C{cluster} if given, until interrupted."""
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
-    service = makeService()
+    service = makeService(listen, cluster)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     await Deferred()
 
 
+def _serverOptions(argv: Sequence[str]) -> dict[str, str] | None:
+    """C{--listen} and C{--redis-url} with their values, or C{None}."""
+    options = dict(zip(argv[::2], argv[1::2], strict=False))
+    if len(argv) % 2 or len(options) < len(argv) // 2:
+        return None
+    return options if set(options) <= {"--listen", "--redis-url"} else None
+
+
 def main(reactor: Any, *argv: str) -> Deferred[None]:
     """Run the part of the example C{argv} names."""
     url = "ws://localhost:8080/"
-    if not argv:
-        return Deferred.fromCoroutine(serve(reactor))
-    if argv[0] == "subscribe" and len(argv) in (2, 3):
+    if argv[:1] == ("subscribe",) and len(argv) in (2, 3):
         url = argv[2] if len(argv) == 3 else url
         work = subscribeAndPrint(reactor, argv[1], url)
         return Deferred.fromCoroutine(_reportErrors(work))
-    if argv[0] == "publish" and len(argv) in (3, 4):
+    if argv[:1] == ("publish",) and len(argv) in (3, 4):
         url = argv[3] if len(argv) == 4 else url
         work = publishOnce(reactor, argv[1], argv[2], url)
         return Deferred.fromCoroutine(_reportErrors(work))
+    options = _serverOptions(argv)
+    if options is not None:
+        cluster = None
+        if "--redis-url" in options:
+            try:
+                cluster = makeCluster(options["--redis-url"], reactor)
+            except ImportError:
+                sys.stderr.write("pubsub: needs txredisapi: pip install '.[redis]'\n")
+                raise SystemExit(2) from None
+            except ValueError as e:
+                sys.stderr.write(f"pubsub: --redis-url: {e}\n")
+                raise SystemExit(2) from None
+        listen = options.get("--listen", "tcp:8080")
+        return Deferred.fromCoroutine(serve(reactor, listen, cluster))
     sys.stderr.write(USAGE + "\n")
     raise SystemExit(2)
 

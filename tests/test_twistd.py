@@ -35,17 +35,25 @@ ROOT = FilePath(__file__).parent().parent()
 _LISTENING = re.compile(rb"\b(?:Site|WebWireServerFactory) starting on (\d+)")
 
 
-class _ServerProcess(ProcessProtocol):
+class ServerProcess(ProcessProtocol):
+    """
+    Watches a server process: C{listening} fires with the port it logged
+    listening on, C{ended} when it exits; L{match} waits for any line.
+    """
+
     def __init__(self) -> None:
         self.output = b""
         self.listening: Deferred[int] = Deferred()
         self.ended: Deferred[BaseException | None] = Deferred()
+        self._waiters: list[tuple[re.Pattern[bytes], int, Deferred[re.Match[bytes]]]]
+        self._waiters = []
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
         match = _LISTENING.search(self.output)
         if match and not self.listening.called:
             self.listening.callback(int(match.group(1)))
+        self._wake()
 
     errReceived = outReceived
 
@@ -53,18 +61,55 @@ class _ServerProcess(ProcessProtocol):
         if not self.listening.called:
             self.listening.errback(reason)
         self.ended.callback(reason.value)
+        self._wake()
+
+    def matches(self, pattern: re.Pattern[bytes]) -> list[re.Match[bytes]]:
+        """The matches of C{pattern} in the complete lines written so far."""
+        return list(pattern.finditer(self.output, 0, self.output.rfind(b"\n") + 1))
+
+    def match(
+        self, pattern: re.Pattern[bytes] | bytes, n: int = 1
+    ) -> Deferred[re.Match[bytes]]:
+        """
+        Fire with the C{n}th match of C{pattern} (bytes: that text) in the
+        output (stdout and stderr) once it is there; fail if the process
+        ends without.
+        """
+        if isinstance(pattern, bytes):
+            pattern = re.compile(re.escape(pattern))
+        d: Deferred[re.Match[bytes]] = Deferred()
+        self._waiters.append((pattern, n, d))
+        self._wake()
+        return d
+
+    def _wake(self) -> None:
+        waiting, self._waiters = self._waiters, []
+        for pattern, n, d in waiting:
+            found = self.matches(pattern)
+            if len(found) >= n:
+                d.callback(found[n - 1])
+            elif self.ended.called:
+                output = self.output.decode("utf-8", "replace")
+                d.errback(
+                    AssertionError(
+                        f"the process ended without {n} x {pattern.pattern!r}:\n"
+                        + output
+                    )
+                )
+            else:
+                self._waiters.append((pattern, n, d))
 
 
 async def startServer(
     testCase: TestCase, argv: list[str], extraEnv: dict[str, str] | None = None
-) -> tuple[_ServerProcess, IProcessTransport, int]:
+) -> tuple[ServerProcess, IProcessTransport, int]:
     """
     Start C{python argv...} with this checkout first on the path (and
     C{extraEnv} in its environment); return once it listens, with the port
     its WebWire server listens on.
     """
     env = dict(os.environ, PYTHONPATH=ROOT.path, **(extraEnv or {}))
-    process = _ServerProcess()
+    process = ServerProcess()
     transport = reactor.spawnProcess(
         process, sys.executable, [sys.executable, *argv], env=env
     )

@@ -142,7 +142,7 @@ class ICluster(Interface):
     """
     Reaches connections wherever they are: on this server only
     (L{webwire.cluster.LocalCluster}, the default) or on every server
-    process sharing a Redis (L{webwire.cluster.RedisCluster}).
+    process sharing a Redis (L{webwire.cluster.redis.RedisCluster}).
 
     Signals go to every connection of a session key, to every connection
     subscribed to a topic, or to every connection. Delivery is at most

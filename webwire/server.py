@@ -158,7 +158,7 @@ class WebWireServerFactory(WebSocketServerFactory):
     def closeSession(self, key: str) -> Deferred[None]:
         """
         Close session C{key} on every connection that holds it, on this
-        server and, with a L{webwire.cluster.RedisCluster}, on every other:
+        server and, with a L{webwire.cluster.redis.RedisCluster}, on every other:
         each is told, and the session manager forgets the session once (see
         L{ICluster.closeSession}).
 

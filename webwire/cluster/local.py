@@ -54,7 +54,7 @@ class LocalCluster:
     Each signal is encoded once and the same bytes are sent to every
     connection it goes to. Connections closed meanwhile are skipped.
 
-    L{webwire.cluster.RedisCluster} extends it to every process sharing a
+    L{webwire.cluster.redis.RedisCluster} extends it to every process sharing a
     Redis: it overrides L{_relay} (hand a message to the other processes)
     and the counting methods.
     """

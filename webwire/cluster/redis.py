@@ -75,7 +75,12 @@ from webwire.cluster.local import LocalCluster
 from webwire.errors import SessionsDisabled
 from webwire.interfaces import ICluster
 from webwire.sessions.keys import shortKey
-from webwire.sessions.redis import parseURL
+from webwire.sessions.redis import (
+    RECONNECT_DELAY,
+    RECONNECT_MAX_DELAY,
+    connectionPool,
+    parseURL,
+)
 
 __all__ = ["RedisCluster"]
 
@@ -279,7 +284,8 @@ class RedisCluster(LocalCluster, Service):
             raise ValueError(f"heartbeat must be positive, not {heartbeat!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        self._host, self._port, self._db, self._password = parseURL(url)
+        self._host, self._port, _, self._password = parseURL(url)
+        self._url = url
         if reactor is None:
             from twisted.internet import reactor as globalReactor
 
@@ -308,23 +314,17 @@ class RedisCluster(LocalCluster, Service):
     def startService(self) -> None:
         """Register the process, subscribe, and start the heartbeat."""
         Service.startService(self)
-        self._pool = txredisapi.lazyConnectionPool(
-            host=self._host,
-            port=self._port,
-            dbid=self._db or None,
-            password=self._password,
-            poolsize=1,  # one connection: each process's commands in order
-            connectTimeout=self.timeout,
-            replyTimeout=self.timeout,
-            convertNumbers=False,
-        )
+        # One connection: each process's commands reach Redis in order.
+        self._pool = connectionPool(self._url, 1, self.timeout)
         endpoint = TCP4ClientEndpoint(
             self._reactor, self._host, self._port, timeout=self.timeout
         )
         self._subscriber = ClientService(
             endpoint,
             _SubscriberFactory(self, self._password),
-            retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=5.0),
+            retryPolicy=backoffPolicy(
+                initialDelay=RECONNECT_DELAY, maxDelay=RECONNECT_MAX_DELAY
+            ),
             clock=self._reactor,
         )
         self._subscriber.startService()
@@ -564,6 +564,8 @@ class RedisCluster(LocalCluster, Service):
 
         def failed(f: Failure) -> None:
             self._dirty = True
+            if not self.running:
+                return  # stopped meanwhile: the connection was closed
             if self._reachable:
                 self._reachable = False
                 self._log.warn(

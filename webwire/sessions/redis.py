@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -35,7 +36,12 @@ from webwire.sessions.session import SessionLookupResult, formatTime, parseTime
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
-__all__ = ["CorruptRedisSessionError", "RedisSessionManager", "parseURL"]
+__all__ = [
+    "CorruptRedisSessionError",
+    "RedisSessionManager",
+    "connectionPool",
+    "parseURL",
+]
 
 _T = TypeVar("_T")
 
@@ -120,6 +126,42 @@ def parseURL(url: str) -> tuple[str, int, int, str | None]:
     return host, port, db, password
 
 
+RECONNECT_DELAY = 0.1
+"""Seconds before the first attempt to reconnect to Redis."""
+
+RECONNECT_MAX_DELAY = 2.0
+"""The longest wait between attempts to reconnect to Redis."""
+
+
+def connectionPool(url: str, poolSize: int, timeout: float) -> Any:
+    """
+    A lazy txredisapi connection pool for C{url}: it connects in the
+    background and reconnects by itself, first after L{RECONNECT_DELAY}
+    seconds, then waiting up to L{RECONNECT_MAX_DELAY} between attempts
+    (txredisapi's own pools wait up to 10 seconds, which would keep a
+    server failing for that long after Redis is back).
+
+    :param timeout: Seconds connecting and each reply may take.
+    :raises ValueError: If C{url} is not a C{redis://} URL.
+    """
+    from twisted.internet import reactor
+
+    host, port, db, password = parseURL(url)
+    factory = txredisapi.RedisFactory(
+        f"{host}:{port}",
+        db or None,  # no SELECT on connecting for database 0
+        poolSize,
+        isLazy=True,
+        password=password,
+        replyTimeout=timeout,
+        convertNumbers=False,
+    )
+    factory.initialDelay = RECONNECT_DELAY
+    factory.maxDelay = RECONNECT_MAX_DELAY
+    factory.startConnecting(HostnameEndpoint(reactor, host, port, timeout=timeout))
+    return factory.handler
+
+
 @implementer(ISessionManager)
 class RedisSessionManager:
     """
@@ -177,22 +219,12 @@ class RedisSessionManager:
             raise ValueError(f"maxIdle must be positive or None, not {maxIdle!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        host, port, db, password = parseURL(url)
         self.maxIdle = maxIdle
         self.prefix = prefix
         self.timeout = timeout
         self._clock = clock
         self._ttl = "" if maxIdle is None else str(math.ceil(maxIdle))
-        self._pool: Any = txredisapi.lazyConnectionPool(
-            host=host,
-            port=port,
-            dbid=db or None,  # no SELECT on connecting for database 0
-            password=password,
-            poolsize=poolSize,
-            connectTimeout=timeout,
-            replyTimeout=timeout,
-            convertNumbers=False,
-        )
+        self._pool: Any = connectionPool(url, poolSize, timeout)
 
     @property
     def clock(self) -> IReactorTime:
