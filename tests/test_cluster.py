@@ -12,6 +12,7 @@ import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, TimeoutError, fail, succeed
 from twisted.logger import LogLevel
 from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
 
 from tests.helpers import LoopbackServer, RawClientProtocol, ident
 from tests.redisserver import freePort, startRedis
@@ -115,7 +116,8 @@ class LocalClusterTests(TestCase):
     def test_default(self) -> None:
         """Every server has a L{LocalCluster}, which its connections see."""
         self.assertIsInstance(self.cluster, LocalCluster)
-        self.assertTrue(ICluster.providedBy(self.cluster))
+        self.assertTrue(verifyObject(ICluster, self.cluster))
+        self.assertTrue(verifyObject(ICluster, RedisCluster()))
         self.assertIs(self.cluster.server, self.server.factory)  # type: ignore[attr-defined]
 
     async def test_connectionSeesCluster(self) -> None:
