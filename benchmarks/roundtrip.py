@@ -40,12 +40,11 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import platform
-import struct
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
@@ -53,34 +52,27 @@ from autobahn.twisted.websocket import (
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
-from twisted.internet import defer
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater, react
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
 
+from benchmarks._common import (
+    IDENTIFIER,
+    PHASE_TIMEOUT,
+    BenchmarkError,
+    Countdown,
+    Task,
+    addLoadArguments,
+    checkEcho,
+    checkLoadArguments,
+    decode,
+    logWarnings,
+    report,
+    within,
+)
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
-
-_IDENTIFIER = struct.Struct("<Q")  # request identifiers: an 8-byte counter
-_PHASE_TIMEOUT = 10.0  # seconds to connect, drain or close before giving up
-
-
-class BenchmarkError(Exception):
-    """A server answered wrongly, or a phase of a run did not finish."""
-
-
-def report(line: str, stream: TextIO = sys.stdout) -> None:
-    """Print one line: a benchmark script reports its results on stdout."""
-    print(line, file=stream, flush=True)  # noqa: T201
-
 
 # The servers under test ---------------------------------------------------
 
@@ -121,23 +113,14 @@ TARGETS = (
 # The client ---------------------------------------------------------------
 
 
-class Countdown:
-    """C{done} fires once C{tick} was called C{count} times."""
-
-    def __init__(self, count: int) -> None:
-        self.remaining = count
-        self.done: Deferred[None] = Deferred()
-
-    def tick(self) -> None:
-        self.remaining -= 1
-        if self.remaining == 0:
-            self.done.callback(None)
-
-
-class Run:
-    """One measurement of one server: what all its clients share."""
+class Run(Task):
+    """
+    One measurement of one server: what all its clients share. L{abort}
+    stops it at once with a L{BenchmarkError} that names the server.
+    """
 
     def __init__(self, target: Target, opts: argparse.Namespace) -> None:
+        super().__init__(target.name)
         self.target = target
         self.inflight: int = opts.inflight
         self.payload = bytes(i % 251 for i in range(opts.payload))
@@ -147,15 +130,6 @@ class Run:
         self.ready = Countdown(opts.connections)  # open (and AcceptConf seen)
         self.drained = Countdown(opts.connections)  # no request outstanding
         self.closed = Countdown(opts.connections)
-        self.error: BenchmarkError | None = None
-        self.task: Deferred[float] | None = None  # the measurement under way
-
-    def abort(self, reason: str) -> None:
-        """Stop at once: the measurement fails with BenchmarkError(reason)."""
-        if self.error is None:
-            self.error = BenchmarkError(f"{self.target.name}: {reason}")
-            if self.task is not None:
-                self.task.cancel()
 
 
 class BenchClientProtocol(WebSocketClientProtocol):
@@ -187,7 +161,7 @@ class BenchClientProtocol(WebSocketClientProtocol):
 
     def sendRequest(self) -> None:
         self.counter += 1
-        identifier = _IDENTIFIER.pack(self.counter)
+        identifier = IDENTIFIER.pack(self.counter)
         self.outstanding.add(identifier)
         data = wire.encodeRequest(
             identifier, "echo", self.run.payload, wire.Encoding.BINARY
@@ -196,13 +170,10 @@ class BenchClientProtocol(WebSocketClientProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         run = self.run
-        if not isBinary:
-            run.abort(f"text message {payload[:24]!r}")
-            return
         try:
-            message = wire.parse(payload)
-        except wire.ProtocolViolation as e:
-            run.abort(f"unparsable message {payload[:24]!r}: {e}")
+            message = decode(payload, isBinary)
+        except BenchmarkError as e:
+            run.abort(str(e))
             return
         if not self.accepted:  # WebWire: the first message is AcceptConf
             if type(message) is not wire.AcceptConf:
@@ -215,12 +186,9 @@ class BenchClientProtocol(WebSocketClientProtocol):
             run.abort(f"expected {run.target.replyType.__name__}, got {message!r:.80}")
             return
         try:
-            self.outstanding.remove(message.identifier)
-        except KeyError:
-            run.abort(f"reply to no outstanding request: {message.identifier!r}")
-            return
-        if message.payload != run.payload:
-            run.abort(f"wrong payload in the reply to {message.identifier!r}")
+            checkEcho(message, self.outstanding, run.payload)
+        except BenchmarkError as e:
+            run.abort(str(e))
             return
         run.completed += 1
         if run.sending:
@@ -249,15 +217,12 @@ class BenchClientFactory(WebSocketClientFactory):
 # Measuring ----------------------------------------------------------------
 
 
-async def within(reactor: Any, run: Run, d: Deferred[None], what: str) -> None:
-    """Wait for C{d}, at most L{_PHASE_TIMEOUT} seconds."""
-    d.addTimeout(_PHASE_TIMEOUT, reactor)
+async def phase(reactor: Any, run: Run, d: Deferred[None], what: str) -> None:
+    """Wait for C{d}, at most L{PHASE_TIMEOUT} seconds; name the server if not."""
     try:
-        await d
-    except defer.TimeoutError:
-        raise BenchmarkError(
-            f"{run.target.name}: no {what} after {_PHASE_TIMEOUT:g} seconds"
-        ) from None
+        await within(reactor, d, PHASE_TIMEOUT, what)
+    except BenchmarkError as e:
+        raise BenchmarkError(f"{run.name}: {e}") from None
 
 
 async def measureOnce(reactor: Any, run: Run, opts: argparse.Namespace) -> float:
@@ -267,7 +232,7 @@ async def measureOnce(reactor: Any, run: Run, opts: argparse.Namespace) -> float
     clientFactory = BenchClientFactory(f"ws://127.0.0.1:{portNumber}/", run)
     for _ in range(opts.connections):
         reactor.connectTCP("127.0.0.1", portNumber, clientFactory)
-    await within(reactor, run, run.ready.done, "open connections")
+    await phase(reactor, run, run.ready.done, "open connections")
 
     run.sending = True
     for client in run.clients:
@@ -280,11 +245,11 @@ async def measureOnce(reactor: Any, run: Run, opts: argparse.Namespace) -> float
     # Stop sending, collect the last replies (checked like all others), then
     # close cleanly so that the next run starts from nothing.
     run.sending = False
-    await within(reactor, run, run.drained.done, "last replies")
+    await phase(reactor, run, run.drained.done, "last replies")
     for client in run.clients:
         client.closing = True
         client.sendClose(1000)
-    await within(reactor, run, run.closed.done, "closed connections")
+    await phase(reactor, run, run.closed.done, "closed connections")
     await port.stopListening()
     return (countAfter - countBefore) / (endTime - startTime)
 
@@ -292,13 +257,7 @@ async def measureOnce(reactor: Any, run: Run, opts: argparse.Namespace) -> float
 async def measure(reactor: Any, target: Target, opts: argparse.Namespace) -> float:
     """Measure C{target} once; a wrong reply raises L{BenchmarkError}."""
     run = Run(target, opts)
-    run.task = Deferred.fromCoroutine(measureOnce(reactor, run, opts))
-    try:
-        return await run.task
-    except CancelledError:  # Run.abort cancelled it
-        if run.error is None:
-            raise
-        raise run.error from None
+    return await run.run(measureOnce(reactor, run, opts))
 
 
 async def main(reactor: Any, opts: argparse.Namespace) -> None:
@@ -342,27 +301,16 @@ def parseArguments(argv: list[str]) -> argparse.Namespace:
     )
     add = parser.add_argument
     add("--connections", type=int, default=4, help="client connections")
-    add("--inflight", type=int, default=16, help="requests in flight per connection")
-    add("--payload", type=int, default=64, help="payload bytes per request")
-    add("--seconds", type=float, default=5.0, help="measurement window per run")
-    add("--warmup", type=float, default=1.0, help="seconds before each window")
+    addLoadArguments(parser)
     add("--rounds", type=int, default=2, help="runs per server, alternating")
     opts = parser.parse_args(argv)
-    # A request is 14 bytes plus payload; the server accepts 8192 at most.
-    maxPayload = ServerOptions().messageBufferSize - 14
     if min(opts.connections, opts.inflight, opts.rounds) < 1:
         parser.error("--connections, --inflight and --rounds must be at least 1")
-    if not 0 <= opts.payload <= maxPayload:
-        parser.error(f"--payload must be from 0 to {maxPayload}")
-    if opts.seconds <= 0 or opts.warmup < 0:
-        parser.error("--seconds must be positive and --warmup not negative")
+    checkLoadArguments(parser, opts, "echo")
     return opts
 
 
 if __name__ == "__main__":
     options = parseArguments(sys.argv[1:])  # before the reactor: --help exits
-    # Show the servers' warnings and errors; the benchmark itself logs nothing.
-    warnings = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
-    stderr = FilteringLogObserver(textFileLogObserver(sys.stderr), [warnings])
-    globalLogBeginner.beginLoggingTo([stderr], redirectStandardIO=False)
+    logWarnings()  # the servers' warnings and errors
     react(main, (options,))
