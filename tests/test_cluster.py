@@ -134,6 +134,23 @@ class LocalClusterTests(TestCase):
             cluster=self.cluster,
         )
 
+    def test_attachedOnlyOnceMade(self) -> None:
+        """
+        A cluster given to a server that could not be made is free to serve
+        another.
+        """
+        cluster = LocalCluster()
+        self.assertRaises(
+            ValueError,
+            WebWireServerFactory,
+            ConformanceApplication(),
+            ServerOptions(sessions=False),
+            sessionManager=MemorySessionManager(),
+            cluster=cluster,
+        )
+        factory = WebWireServerFactory(ConformanceApplication(), cluster=cluster)
+        self.assertIs(cluster.server, factory)
+
     def test_notACluster(self) -> None:
         """Something that is no L{ICluster} is refused."""
         self.assertRaises(

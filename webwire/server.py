@@ -93,9 +93,9 @@ class WebWireServerFactory(WebSocketServerFactory):
             cluster = LocalCluster()
         elif not ICluster.providedBy(cluster):
             raise TypeError(f"{cluster!r} does not provide ICluster")
-        cluster.attach(self)
         self.cluster: ICluster = cluster
         self.sessions = self._makeSessions(sessionManager, keyGenerator)
+        cluster.attach(self)  # last: a server that failed to be made has none
         self.acceptConf = self.options.acceptConf()
         size = self.options.messageBufferSize
         self.setProtocolOptions(
