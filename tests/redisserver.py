@@ -72,8 +72,13 @@ class RedisServer:
     :ivar port: Its port, kept across L{stop} and L{start}.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *options: str) -> None:
+        """
+        :param options: More redis-server options, e.g. C{"--requirepass",
+            "secret"}.
+        """
         self.directory = directory
+        self.options = options
         self.port = 0
         self._protocol: _RedisProtocol | None = None
         self._transport: IProcessTransport | None = None
@@ -120,6 +125,7 @@ class RedisServer:
             self.directory,
             "--loglevel",
             "notice",
+            *self.options,
         ]
         self._transport = IReactorProcess(reactor).spawnProcess(
             protocol, REDIS_SERVER, args, env={}
@@ -136,7 +142,7 @@ class RedisServer:
         await protocol.ended
 
 
-async def startRedis(testCase: TestCase) -> RedisServer:
+async def startRedis(testCase: TestCase, *options: str) -> RedisServer:
     """
     Start a redis-server for C{testCase}, stopped in its cleanup.
 
@@ -150,7 +156,7 @@ async def startRedis(testCase: TestCase) -> RedisServer:
         raise SkipTest(reason)
     directory = testCase.mktemp()
     os.makedirs(directory)
-    server = RedisServer(directory)
+    server = RedisServer(directory, *options)
     testCase.addCleanup(server.stop)
     await server.start()
     return server

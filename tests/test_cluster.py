@@ -10,8 +10,15 @@ from typing import Any
 
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, TimeoutError, fail, succeed
-from twisted.logger import LogLevel
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    LogLevel,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tests.helpers import LoopbackServer, RawClientProtocol, ident
@@ -618,6 +625,92 @@ class RedisClusterTests(TestCase):
         await self.assertFailure(cluster.reserve("k", 0), RuntimeError)
         await cluster.stopService()
         self.assertFalse(cluster.running)
+
+
+class RedisPasswordTests(TestCase):
+    """
+    A Redis that wants a password, and a database other than 0.
+    """
+
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.redis = await startRedis(self, "--requirepass", "s3cret")
+        self.url = f"redis://:s3cret@127.0.0.1:{self.redis.port}/3"
+
+    def makeServer(self, url: str) -> LoopbackServer:
+        cluster = RedisCluster(url, prefix=PREFIX, timeout=2.0)
+        cluster.startService()
+        self.addCleanup(cluster.stopService)
+        manager = RedisSessionManager(url, prefix="test:session:", timeout=2.0)
+        self.addCleanup(manager.disconnect)
+        return LoopbackServer(
+            self, ConformanceApplication(), sessionManager=manager, cluster=cluster
+        )
+
+    async def test_password(self) -> None:
+        """
+        Sessions, signals and counts work with the password and database of
+        the URL.
+        """
+        a, b = self.makeServer(self.url), self.makeServer(self.url)
+        await gatherSubscribed(a, b)
+        session, _ = await loggedIn(await a.connectAccepted())
+        onB = await b.connectAccepted()
+        reply = await onB.roundTrip(wire.encodeRestoreSession(ident(1), session.key))
+        self.assertIsInstance(wire.parse(reply), wire.Reply)
+        inbox = Inbox(onB)
+        await a.factory.cluster.broadcast("news", "x")
+        self.assertEqual(await inbox.next(), signal("news", "x"))
+        admin = await txredisapi.Connection(
+            "127.0.0.1",
+            self.redis.port,
+            dbid=3,
+            password="s3cret",
+            reconnect=False,
+            convertNumbers=False,
+        )
+        self.addCleanup(admin.disconnect)
+        self.assertEqual(await admin.exists("test:session:" + session.key), 1)
+        node = b.factory.cluster.nodeId  # type: ignore[attr-defined]
+        counts = await admin.hgetall(f"{PREFIX}node:{node}:sessions")
+        self.assertEqual(counts, {session.key: "1"})
+
+    async def test_wrongPassword(self) -> None:
+        """
+        With a wrong password, the subscription and the connection pool say
+        so in the log, and publishing fails at once: signals reach this
+        server's connections only.
+        """
+        logged: Deferred[None] = Deferred()
+        expected = {
+            "cluster subscription: {why}",
+            "cannot use Redis at {host}:{port}: {error}",
+        }
+
+        @implementer(ILogObserver)
+        def observe(event: LogEvent) -> None:
+            if (
+                event.get("log_format") in expected
+                and event["log_level"] is LogLevel.error
+            ):
+                text = formatEvent(event)
+                self.assertIn("WRONGPASS", text)
+                expected.discard(event["log_format"])
+                if not expected and not logged.called:
+                    logged.callback(None)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        server = self.makeServer(self.url.replace("s3cret", "wrong"))
+        await logged
+        cluster = server.factory.cluster
+        self.assertFalse(cluster.isSubscribed)  # type: ignore[attr-defined]
+        inbox = Inbox(await server.connectAccepted())
+        await self.assertFailure(
+            cluster.broadcast("local", ""), txredisapi.ConnectionError
+        )
+        self.assertEqual(await inbox.next(), signal("local", ""))
 
 
 async def gatherSubscribed(*servers: LoopbackServer) -> None:

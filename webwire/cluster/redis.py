@@ -57,6 +57,7 @@ from twisted.application.service import IService, Service
 from twisted.internet.defer import (
     Deferred,
     FirstError,
+    TimeoutError,
     fail,
     gatherResults,
     succeed,
@@ -227,7 +228,9 @@ class _SubscriberFactory(Factory):
         self.password = password
 
     def buildProtocol(self, addr: Any) -> _Subscriber:
-        return _Subscriber(self.cluster, self.password)
+        protocol = _Subscriber(self.cluster, self.password)
+        protocol.factory = self
+        return protocol
 
     def stopTrying(self) -> None:
         """Authentication failed: the service tries again later."""
@@ -305,6 +308,7 @@ class RedisCluster(LocalCluster, Service):
         self._dirty = False
         self._syncs = 0
         self._reachable = True
+        self._pending: set[Deferred[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<RedisCluster node {self.nodeId} on {self._host}:{self._port}>"
@@ -353,11 +357,13 @@ class RedisCluster(LocalCluster, Service):
             lambda f: self._log.warn(
                 "could not unregister cluster node {node}: {error}",
                 node=self.nodeId,
-                error=f.getErrorMessage(),
+                error=self._describe(f),
             )
         )
 
         def disconnect(_: object) -> Deferred[Any]:
+            for pending in list(self._pending):
+                pending.cancel()
             waiting = []
             if self._subscriber is not None:
                 waiting.append(self._subscriber.stopService())
@@ -571,7 +577,7 @@ class RedisCluster(LocalCluster, Service):
                 self._log.warn(
                     "cluster node {node} cannot reach Redis: {error}",
                     node=self.nodeId,
-                    error=f.getErrorMessage(),
+                    error=self._describe(f),
                 )
 
         return beat.addCallback(renewed).addCallbacks(lambda _: None, failed)
@@ -601,9 +607,26 @@ class RedisCluster(LocalCluster, Service):
         ran: Deferred[Any] = self._pool.execute_command("EVAL", script, 0, *args)
         return self._bounded(ran)
 
+    def _describe(self, f: Failure) -> str:
+        """What went wrong with a Redis operation, in words."""
+        if f.check(TimeoutError):
+            return f"no answer within {self.timeout} seconds"
+        return f.getErrorMessage()
+
     def _bounded(self, d: Deferred[Any]) -> Deferred[Any]:
+        """
+        C{d}, failing after C{timeout} seconds, and cancelled if the
+        cluster stops first (an operation can wait for a connection that
+        will never come).
+        """
         clock: IReactorTime = self._reactor
-        return d.addTimeout(self.timeout, clock)
+        self._pending.add(d)
+
+        def done(result: object) -> object:
+            self._pending.discard(d)
+            return result
+
+        return d.addTimeout(self.timeout, clock).addBoth(done)
 
 
 def _firstFailure(f: Failure) -> Failure:

@@ -126,6 +126,8 @@ def parseURL(url: str) -> tuple[str, int, int, str | None]:
     return host, port, db, password
 
 
+_log = Logger()
+
 RECONNECT_DELAY = 0.1
 """Seconds before the first attempt to reconnect to Redis."""
 
@@ -158,6 +160,17 @@ def connectionPool(url: str, poolSize: int, timeout: float) -> Any:
     )
     factory.initialDelay = RECONNECT_DELAY
     factory.maxDelay = RECONNECT_MAX_DELAY
+    # A lazy pool's handler is returned at once; this Deferred only reports
+    # a connection refused for good (a wrong password: txredisapi stops
+    # trying, and every operation fails with "Not connected").
+    factory.deferred.addErrback(
+        lambda f: _log.error(
+            "cannot use Redis at {host}:{port}: {error}",
+            host=host,
+            port=port,
+            error=f.getErrorMessage(),
+        )
+    )
     factory.startConnecting(HostnameEndpoint(reactor, host, port, timeout=timeout))
     return factory.handler
 
