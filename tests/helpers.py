@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from webwire.client import ClientOptions, WebWireClient
+from webwire.errors import RequestError
 from webwire.interfaces import (
     ICluster,
     ISessionKeyGenerator,
@@ -153,6 +154,16 @@ def makeClient(
     )
     testCase.addCleanup(client.close)
     return client
+
+
+async def failsWithCode(testCase: TestCase, d: Deferred[Any], code: str) -> None:
+    """C{d} fails with an error reply of C{code}."""
+    try:
+        await d
+    except RequestError as e:
+        testCase.assertEqual(e.code, code)
+    else:
+        testCase.fail(f"no {code} error")
 
 
 class LoopbackServer:

@@ -15,13 +15,13 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IProcessTransport
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import makeClient
+from tests.helpers import failsWithCode, makeClient
 from tests.redisserver import RedisServer, startRedis
 from tests.test_demo import ChatHooks
 from tests.test_redis import adminConnection
 from tests.test_twistd import LISTEN, TWISTD, ServerProcess, startServer
 from webwire.client import WebWireClient
-from webwire.errors import MaxSessionConnections, RequestError, SessionNotFound
+from webwire.errors import MaxSessionConnections, SessionNotFound
 
 CHAT_PREFIX = "webwire:cluster:chat:"
 """The prefix of the chat demo's cluster (keys and channel)."""
@@ -161,15 +161,6 @@ class ClusterTwistdTests(TestCase):
         await client.connect()
         return client, hooks
 
-    async def fails(self, d: Deferred[Any], code: str) -> None:
-        """C{d} fails with an error reply of C{code}."""
-        try:
-            await d
-        except RequestError as e:
-            self.assertEqual(e.code, code)
-        else:
-            self.fail(f"no {code} error")
-
     async def test_sessionRestoredElsewhere(self) -> None:
         """
         A session created on A is restored on B, with its info; B then
@@ -239,7 +230,7 @@ class ClusterTwistdTests(TestCase):
         await lost
         # Answered once the publish times out (the cluster's 5 s): the
         # connection to Redis is not back while Redis is down.
-        await self.fails(ada.request("say", "during"), "DELIVERY_FAILED")
+        await failsWithCode(self, ada.request("say", "during"), "DELIVERY_FAILED")
         self.assertEqual(
             [m["text"] for m in await adaHooks.received("message", 2)],
             ["before", "during"],

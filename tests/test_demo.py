@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import LoopbackServer, makeClient, portNumber, rawHTTP
+from tests.helpers import LoopbackServer, failsWithCode, makeClient, portNumber, rawHTTP
 from tests.test_client import RecordingHooks
 from webwire import wire
 from webwire.client import WebWireClient
@@ -98,15 +98,6 @@ class ChatTestCase(TestCase):
         await client.request("login", name)
         return client, hooks
 
-    async def fails(self, d: Deferred[Any], code: str) -> None:
-        """C{d} fails with an error reply of C{code}."""
-        try:
-            await d
-        except RequestError as e:
-            self.assertEqual(e.code, code)
-        else:
-            self.fail(f"no {code} error")
-
     async def close(self, client: WebWireClient) -> None:
         """Close C{client} and wait until the application saw it go."""
         count = len(self.app.connections)
@@ -153,7 +144,7 @@ class ChatTests(ChatTestCase):
         self.assertEqual(adaHooks.signals("presence")[-1], ["bob"])
         self.assertEqual((await bobHooks.received("presence", 2))[-1], ["bob"])
         self.assertEqual(json.loads((await bob.request("who")).text()), ["bob"])
-        await self.fails(ada.request("say", "still here?"), "NOT_SIGNED_IN")
+        await failsWithCode(self, ada.request("say", "still here?"), "NOT_SIGNED_IN")
 
     async def test_messageReachesEveryone(self) -> None:
         """
@@ -264,8 +255,8 @@ class ChatTests(ChatTestCase):
         """
         client, _ = self.connect()
         for bad in ["", "   ", "a" * 33, "a\x07b", "a\nb", "\x7f", "a\x85b"]:
-            await self.fails(client.request("login", bad), "BAD_REQUEST")
-        await self.fails(client.request("login", b"\xff\xfe"), "BAD_REQUEST")
+            await failsWithCode(self, client.request("login", bad), "BAD_REQUEST")
+        await failsWithCode(self, client.request("login", b"\xff\xfe"), "BAD_REQUEST")
         self.assertIsNone(client.session)
         longest, _ = await self.login("𝄞" * 32)
         assert longest.session is not None
@@ -277,7 +268,7 @@ class ChatTests(ChatTestCase):
     async def test_loginTwice(self) -> None:
         """A connection that has a session gets C{SESSION_ACTIVE}."""
         client, _ = await self.login("ada")
-        await self.fails(client.request("login", "bob"), "SESSION_ACTIVE")
+        await failsWithCode(self, client.request("login", "bob"), "SESSION_ACTIVE")
         assert client.session is not None
         self.assertEqual(client.session.info, {"user": "ada"})
 
@@ -288,11 +279,11 @@ class ChatTests(ChatTestCase):
         reaches nobody.
         """
         anonymous, _ = self.connect()
-        await self.fails(anonymous.request("say", "hello"), "NOT_SIGNED_IN")
+        await failsWithCode(self, anonymous.request("say", "hello"), "NOT_SIGNED_IN")
         client, hooks = await self.login("ada")
         for bad in ["", " \n ", "x" * 1001, "𝄞" * 1001]:
-            await self.fails(client.request("say", bad), "BAD_REQUEST")
-        await self.fails(client.request("say", b"\xc3"), "BAD_REQUEST")
+            await failsWithCode(self, client.request("say", bad), "BAD_REQUEST")
+        await failsWithCode(self, client.request("say", b"\xc3"), "BAD_REQUEST")
         self.assertEqual(hooks.signals("message"), [])
         await client.request("say", "𝄞" * 1000)
         [message] = hooks.signals("message")
@@ -313,7 +304,7 @@ class ChatTests(ChatTestCase):
         self.assertIsNone(tab.session)
         self.assertIn(("sessionClosed", None), tabHooks.events)
         self.assertEqual(self.app.online(), [])
-        await self.fails(tab.request("say", "still here?"), "NOT_SIGNED_IN")
+        await failsWithCode(self, tab.request("say", "still here?"), "NOT_SIGNED_IN")
 
     async def test_logoutWithoutSession(self) -> None:
         """
@@ -328,7 +319,7 @@ class ChatTests(ChatTestCase):
     async def test_unknownRequest(self) -> None:
         """Other requests get C{UNKNOWN_REQUEST}."""
         client, _ = self.connect()
-        await self.fails(client.request("echo", "hi"), "UNKNOWN_REQUEST")
+        await failsWithCode(self, client.request("echo", "hi"), "UNKNOWN_REQUEST")
 
     async def test_connectionsTracked(self) -> None:
         """
