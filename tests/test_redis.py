@@ -5,7 +5,6 @@ contract, Redis's own expiry, outages, and sessions shared by two servers.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import txredisapi  # type: ignore[import-untyped]
@@ -14,7 +13,7 @@ from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import LoopbackServer, ident
+from tests.helpers import LoopbackServer
 from tests.redisserver import RedisServer, freePort, startRedis
 from tests.test_sessions import (
     INFO,
@@ -24,8 +23,7 @@ from tests.test_sessions import (
     SessionManagerContract,
     connectionWith,
 )
-from tests.test_sessionsendtoend import loggedIn
-from webwire import wire
+from tests.test_sessionsendtoend import assertRestores, loggedIn
 from webwire.conformance import ConformanceApplication
 from webwire.interfaces import ISessionManager
 from webwire.sessions.redis import CorruptRedisSessionError, RedisSessionManager
@@ -280,11 +278,4 @@ class RedisSessionsEndToEndTests(TestCase):
         )
         session, _ = await loggedIn(await first.connectAccepted(), "ada")
         client = await second.connectAccepted()
-        restore = wire.encodeRestoreSession(ident(1), session.key)
-        restored = wire.parse(await client.roundTrip(restore))
-        assert isinstance(restored, wire.Reply)
-        self.assertEqual(restored.encoding, wire.Encoding.UTF8)
-        document = json.loads(restored.payload)
-        self.assertEqual(document["k"], session.key)
-        self.assertEqual(document["i"], {"user": "ada"})
-        self.assertEqual(Session.fromJSON(restored.payload).creation, session.creation)
+        await assertRestores(self, client, session, {"user": "ada"})

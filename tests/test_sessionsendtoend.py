@@ -49,6 +49,26 @@ async def loggedIn(
     return Session.fromJSON(parsed.session), reply
 
 
+async def assertRestores(
+    testCase: TestCase,
+    client: RawClientProtocol,
+    session: Session,
+    info: dict[str, Any],
+) -> None:
+    """
+    C{client} restores C{session} (request 1): the reply is the session as
+    UTF-8 JSON, with its key, C{info} and creation time.
+    """
+    restore = wire.encodeRestoreSession(ident(1), session.key)
+    restored = wire.parse(await client.roundTrip(restore))
+    assert isinstance(restored, wire.Reply), restored
+    testCase.assertEqual(restored.encoding, wire.Encoding.UTF8)
+    document = json.loads(restored.payload)
+    testCase.assertEqual(document["k"], session.key)
+    testCase.assertEqual(document["i"], info)
+    testCase.assertEqual(Session.fromJSON(restored.payload).creation, session.creation)
+
+
 class SessionFlowTests(TestCase):
     """
     The life of a session across connections, with the default file
@@ -82,14 +102,7 @@ class SessionFlowTests(TestCase):
         self.assertTrue(self.directory.child(session.key + ".wwrsess").exists())
 
         second = await self.server.connectAccepted()
-        restore = wire.encodeRestoreSession(ident(1), session.key)
-        restored = wire.parse(await second.roundTrip(restore))
-        assert isinstance(restored, wire.Reply)
-        self.assertEqual(restored.encoding, wire.Encoding.UTF8)
-        document = json.loads(restored.payload)
-        self.assertEqual(document["k"], session.key)
-        self.assertEqual(document["i"], {"user": "ada"})
-        self.assertEqual(Session.fromJSON(restored.payload).creation, session.creation)
+        await assertRestores(self, second, session, {"user": "ada"})
         whoami = await second.roundTrip(named(2, "whoami"))
         self.assertEqual(whoami, h("C0") + ident(2) + session.key.encode())
         self.assertEqual(self.server.factory.activeSessionCount, 1)

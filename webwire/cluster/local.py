@@ -178,26 +178,32 @@ class LocalCluster:
 
     def reserve(self, key: str, maximum: int) -> Deferred[bool]:
         """Count a connection of C{key} unless it has C{maximum} already."""
-        count = self._counts.get(key, 0)
-        if maximum and count >= maximum:
+        if maximum and self._counts.get(key, 0) >= maximum:
             return succeed(False)
-        self._counts[key] = count + 1
+        self._countUp(key)
         return succeed(True)
 
     def add(self, key: str) -> Deferred[None]:
         """Count a connection of C{key}."""
-        self._counts[key] = self._counts.get(key, 0) + 1
+        self._countUp(key)
         return succeed(None)
 
     def release(self, key: str) -> Deferred[int]:
         """Count a connection of C{key} less; the count left."""
+        return succeed(self._countDown(key))
+
+    def _countUp(self, key: str) -> None:
+        """One more connection of C{key} here."""
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _countDown(self, key: str) -> int:
+        """One connection of C{key} less here; how many are left here."""
         left = self._counts.get(key, 0) - 1
         if left > 0:
             self._counts[key] = left
-        else:
-            self._counts.pop(key, None)
-            left = 0
-        return succeed(left)
+            return left
+        self._counts.pop(key, None)
+        return 0
 
     # For subclasses -------------------------------------------------------
 

@@ -493,19 +493,19 @@ class RedisCluster(LocalCluster, Service):
 
     def reserve(self, key: str, maximum: int) -> Deferred[bool]:
         """Count a connection of C{key} unless the cluster has C{maximum}."""
-        self._counts[key] = self._counts.get(key, 0) + 1
+        self._countUp(key)
         syncs = self._syncs
 
         def counted(result: list[Any]) -> bool:
             if int(result[1]):
                 return True
-            self._uncount(key)
+            self._countDown(key)
             if self._syncs != syncs:
                 self._dirty = True  # a resync counted it meanwhile
             return False
 
         def failed(f: Failure) -> Failure:
-            self._uncount(key)
+            self._countDown(key)
             return f
 
         reserved = self._count(_RESERVE, key, str(maximum))
@@ -513,20 +513,13 @@ class RedisCluster(LocalCluster, Service):
 
     def add(self, key: str) -> Deferred[None]:
         """Count a connection of C{key}."""
-        self._counts[key] = self._counts.get(key, 0) + 1
+        self._countUp(key)
         return self._count(_ADD, key).addCallback(lambda _: None)
 
     def release(self, key: str) -> Deferred[int]:
         """Count a connection of C{key} less; the cluster's count left."""
-        self._uncount(key)
+        self._countDown(key)
         return self._count(_RELEASE, key).addCallback(lambda result: int(result[1]))
-
-    def _uncount(self, key: str) -> None:
-        left = self._counts.get(key, 0) - 1
-        if left > 0:
-            self._counts[key] = left
-        else:
-            self._counts.pop(key, None)
 
     def _count(self, script: str, *args: str) -> Deferred[list[Any]]:
         """
