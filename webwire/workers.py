@@ -59,7 +59,13 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    UNIXServerEndpoint,
+    serverFromString,
+)
 from twisted.internet.error import ProcessExitedAlready, ReactorNotRunning
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -213,14 +219,23 @@ def parseListen(description: str) -> Listen:
         endpoint = serverFromString(recorder, description)
     except Exception as e:
         raise ValueError(f"--listen {description}: {e}") from None
-    listening = endpoint.listen(Factory())
-    listening.addErrback(lambda _: None)  # anything else: refused below
-    if len(recorder.listens) != 1:
+    # Exactly these: a wrapping endpoint would listen through one of them
+    # with a factory of its own, which the workers would not know.
+    if type(endpoint) not in _SHAREABLE:
         raise ValueError(
             f"--listen {description}: --workers shares tcp:, ssl: and unix: "
             "endpoints only"
         )
+    endpoint.listen(Factory())
     return recorder.listens[0]
+
+
+_SHAREABLE = (
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    SSL4ServerEndpoint,
+    UNIXServerEndpoint,
+)
 
 
 class _SharedSocket(Factory):
@@ -600,7 +615,8 @@ class _ParentWatch:
             self._gone()
 
     def connectionLost(self, reason: Failure) -> None:
-        pass
+        # What the reactor calls when the pipe hangs up without data to read.
+        self._gone()
 
     def logPrefix(self) -> str:
         return "parent"
