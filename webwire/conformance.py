@@ -18,6 +18,10 @@ end-to-end tests drive. Requests (names and payloads as sent):
     C{{"user": name}} (the session-created notification goes out first) and
     the reply is its key, UTF-8. Without sessions: C{SESSIONS_UNAVAILABLE};
   - C{whoami}: UTF-8 reply with the connection's session key, or empty;
+  - C{worker}: UTF-8 reply C{"<number> <pid>"}: the number of the worker
+    process that serves the connection (C{twistd webwire --workers N}: 1 to
+    N, from the environment variable C{WEBWIRE_WORKER}; 0 in a server that
+    runs no workers) and its process id;
   - C{logout}: closes the connection's session if there is one, then an
     empty binary reply;
   - C{sleep}: payload = decimal milliseconds 0..30000 as text; waits that
@@ -32,6 +36,8 @@ payload and encoding; other signals are ignored.
 """
 
 from __future__ import annotations
+
+import os
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -89,6 +95,8 @@ class ConformanceApplication(Application):
             return self._login(connection, request)
         if name == "whoami":
             return connection.session.key if connection.session is not None else ""
+        if name == "worker":
+            return f"{os.environ.get('WEBWIRE_WORKER', '0')} {os.getpid()}"
         if name == "logout":
             return self._logout(connection)
         if name == "sleep":

@@ -10,8 +10,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.server import Site
 
 from webwire.server import WebWireServerFactory
@@ -39,7 +41,7 @@ class WebWireService(MultiService):
     def __init__(
         self,
         factory: WebWireServerFactory,
-        endpoints: Iterable[str],
+        endpoints: Iterable[str | IStreamServerEndpoint],
         reactor: Any = None,
         *,
         site: Site | None = None,
@@ -49,7 +51,9 @@ class WebWireService(MultiService):
         :param factory: The server factory to listen with.
         :param endpoints: Server endpoint descriptions (strports syntax),
             e.g. C{"tcp:8080"} or
-            C{"ssl:8443:privateKey=key.pem:certKey=cert.pem"}.
+            C{"ssl:8443:privateKey=key.pem:certKey=cert.pem"}, or endpoints
+            (e.g. L{webwire.workers.InheritedEndpoint}, for a socket this
+            process inherited).
         :param reactor: The reactor to listen with; the global one if
             omitted.
         :param site: Listen with this C{twisted.web} site instead, whose
@@ -80,7 +84,11 @@ class WebWireService(MultiService):
         for description in descriptions:
             kwargs = {} if reactor is None else {"reactor": reactor}
             listener = site if site is not None else factory
-            strports.service(description, listener, **kwargs).setServiceParent(self)
+            if isinstance(description, str):
+                listening = strports.service(description, listener, **kwargs)
+            else:
+                listening = StreamServerEndpointService(description, listener)
+            listening.setServiceParent(self)
 
     def stopService(self) -> Deferred[None]:
         """

@@ -6,6 +6,7 @@ C{twistd webwire}: command-line options and the service they make.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,13 @@ from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.web import WebWireRoot, makeSite
+from webwire.workers import (
+    PER_WORKER,
+    WorkerSupervisor,
+    checkWorkerOptions,
+    parseListen,
+    parseWorkers,
+)
 
 __all__ = ["Options", "makeService"]
 
@@ -204,10 +212,20 @@ class Options(usage.Options):
             "Seconds the gateway waits for the backend.",
             _positive(float),
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Worker processes serving the same --listen sockets, or 'auto' "
+            "(one per usable CPU); restarted if they die. Sessions: file or "
+            "redis; " + PER_WORKER + ".",
+            parseWorkers,
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
+        self.argv: list[str] = []
         self["listen"] = []
         self["origins"] = []
         self["paths"] = []
@@ -224,9 +242,18 @@ class Options(usage.Options):
         """Accept WebSocket upgrades only on this path (repeatable), e.g. /ws [default: any path]"""  # noqa: E501 (one line: --help keeps line breaks)
         self["paths"].append(path)
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        # Kept for --workers: each worker parses the same options.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
+
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        try:
+            checkWorkerOptions(self)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         if self["sessions"] == "redis" or self["cluster"]:
             what = "--cluster" if self["cluster"] else "--sessions redis"
             try:
@@ -328,9 +355,21 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     With C{--cluster} each has its own L{webwire.cluster.redis.RedisCluster}
     too (prefixes C{webwire:cluster:} and C{webwire:cluster:chat:}).
 
+    With C{--workers} above 1 it is a L{WorkerSupervisor} instead, which
+    runs that many processes, each serving all of the above.
+
     :param config: Parsed L{Options}.
     :param reactor: The reactor to listen with; the global one if omitted.
     """
+    if config["workers"] > 1:
+        return WorkerSupervisor(
+            config.argv,
+            [parseListen(description) for description in config["listen"]],
+            config["workers"],
+            config["shutdown-timeout"],
+            cluster=bool(config["cluster"]),
+            reactor=reactor,
+        )
     manager = _sessionManager(config, reactor)
     factory = WebWireServerFactory(
         config["application"],
