@@ -356,6 +356,44 @@ class SessionRulesTests(TestCase):
         self.assertIsNone(app.connections[0].session)
         self.assertEqual(await client.roundTrip(named(1, "x")), h("BF") + ident(1))
 
+    async def test_generatedKeyOutsideTheAlphabet(self) -> None:
+        """
+        A generated key with a character outside the default generator's
+        alphabet (it could not be restored) makes createSession fail with
+        ValueError.
+        """
+        app = RecordingApplication()
+        server = LoopbackServer(
+            self,
+            app,
+            sessionManager=MemorySessionManager(),
+            keyGenerator=FixedKeys("chat:abc"),
+        )
+        await server.connectAccepted()
+        self.failureResultOf(app.connections[0].createSession(), ValueError)
+        self.assertIsNone(app.connections[0].session)
+
+    async def test_invalidKeyReachesNothing(self) -> None:
+        """
+        A restore of a key no generator of ours makes is answered "not
+        found" at once: neither the cluster's count nor the session manager
+        sees it, even if the manager would find it.
+        """
+        manager = LookupRecorder()
+        server = LoopbackServer(
+            self,
+            RecordingApplication(),
+            sessionManager=manager,
+            options=ServerOptions(maxSessionConnections=1),
+        )
+        client = await server.connectAccepted()
+        for n, key in enumerate(["chat:" + "A" * 64, "a b", "../x", "~"], 1):
+            restore = wire.encodeRestoreSession(ident(n), key)
+            self.assertEqual(await client.roundTrip(restore), h("03") + ident(n))
+        self.assertEqual(manager.lookups, [])
+        assert server.factory.sessions is not None
+        self.assertEqual(server.factory.sessions.activeCount, 0)
+
     async def test_closeByKeyHookOnce(self) -> None:
         """
         Closing a session by key on three connections notifies each of them
@@ -411,6 +449,25 @@ class CountingManager(MemorySessionManager):
     def onSessionClosed(self, key: str) -> None:
         self.closed.append(key)
         super().onSessionClosed(key)
+
+
+@implementer(ISessionManager)
+class LookupRecorder:
+    """A manager that finds every key it is asked about, and records it."""
+
+    def __init__(self) -> None:
+        self.lookups: list[str] = []
+
+    def onSessionCreated(self, connection: IConnection) -> None:
+        pass
+
+    def onSessionLookup(self, key: str) -> SessionLookupResult:
+        self.lookups.append(key)
+        now = datetime.now(UTC)
+        return SessionLookupResult(now, now, {"user": "mallory"})
+
+    def onSessionClosed(self, key: str) -> None:
+        pass
 
 
 @implementer(ISessionKeyGenerator)

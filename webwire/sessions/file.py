@@ -105,10 +105,6 @@ def _deferToReactorThreadPool(f: Callable[..., _T], *args: Any) -> Deferred[_T]:
     return deferToThreadPool(threads, threads.getThreadPool(), f, *args)
 
 
-def _isSafe(key: object) -> bool:
-    return isinstance(key, str) and isSafeKey(key)
-
-
 def _encode(creation: str, lastLookup: str, info: Mapping[str, Any] | None) -> bytes:
     """
     The content of a session file: compact JSON, members C{c}, C{l}, C{i}
@@ -255,7 +251,7 @@ class FileSessionManager(ExpiringManager):
             if session is None:
                 raise ValueError("the connection has no session to store")
             key = session.key
-            if not _isSafe(key):
+            if not isSafeKey(key):
                 raise ValueError(
                     f"cannot store session {shortKey(str(key))} in a file: "
                     "its key is not 1 to 240 characters of [A-Za-z0-9_-]"
@@ -282,7 +278,7 @@ class FileSessionManager(ExpiringManager):
             with C{OSError} if it cannot be read or rewritten (it is then
             unchanged).
         """
-        if not _isSafe(key):
+        if not isSafeKey(key):
             return succeed(None)
         d = self._runInThread(self._lookup, key, self._now())
 
@@ -304,7 +300,7 @@ class FileSessionManager(ExpiringManager):
         :returns: A Deferred that fires once it is removed, or fails with
             C{OSError}.
         """
-        if not _isSafe(key):
+        if not isSafeKey(key):
             return succeed(None)
         return self._runInThread(self._remove, key)
 

@@ -42,7 +42,7 @@ from webwire.interfaces import (
     ISessionKeyGenerator,
     ISessionManager,
 )
-from webwire.sessions.keys import checkKey, shortKey
+from webwire.sessions.keys import checkKey, isSafeKey, shortKey
 from webwire.sessions.session import Session, SessionLookupResult
 
 __all__ = ["SessionChannel", "SessionRegistry"]
@@ -149,6 +149,9 @@ class SessionRegistry:
         """
         Answer a client's restore-session request.
 
+        A key that is not valid (L{isSafeKey}) is answered "session not
+        found" at once, before the cluster or the session manager sees it.
+
         :returns: A Deferred firing with the encoded reply: the session JSON
             as a UTF-8 reply, or session-not-found, maximum connections
             reached or internal error.
@@ -158,6 +161,12 @@ class SessionRegistry:
     async def _restore(
         self, channel: SessionChannel, identifier: bytes, key: str
     ) -> bytes:
+        if not isSafeKey(key):
+            # Never a key of ours: neither the cluster's counts nor the
+            # session manager see it.
+            return wire.encodeSpecialReply(
+                wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
+            )
         held = channel.session is not None and channel.session.key == key
         if not held:
             try:
