@@ -30,7 +30,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from webwire.interfaces import IConnection, ISessionKeyGenerator, ISessionManager
-from webwire.sessions.file import CorruptSessionError, FileSessionManager
+from webwire.sessions.file import (
+    STALE_TEMPORARY_AGE,
+    CorruptSessionError,
+    FileSessionManager,
+)
 from webwire.sessions.keys import (
     KEY_ALPHABET,
     RandomKeyGenerator,
@@ -1143,6 +1147,67 @@ class FileSessionManagerTests(SessionManagerContract, TestCase):
         manager.stopService()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def plantTemporaries(self) -> dict[str, float]:
+        """
+        Plant temporary files by their age in seconds on the clock: stale
+        and fresh ones, and look-alikes that are never removed.
+        """
+        self.directory.makedirs(ignoreExistingDirectory=True)
+        ages = {
+            ".wwrsess-00000000000000aa.tmp": STALE_TEMPORARY_AGE + 1,
+            ".wwrsess-00000000000000bb.tmp": 86400.0,
+            ".wwrsess-00000000000000cc.tmp": STALE_TEMPORARY_AGE - 1,
+            ".wwrsess-00000000000000dd.tmp": 0.0,
+            ".wwrsess-not-hex.tmp": 86400.0,
+            "x.tmp": 86400.0,
+        }
+        for name, age in ages.items():
+            path = self.directory.child(name)
+            path.setContent(b'{"c":')
+            when = self.clock.seconds() - age
+            os.utime(path.path, (when, when))
+        return ages
+
+    def test_staleTemporariesRemovedAtStart(self) -> None:
+        """
+        Starting the service removes the temporary files a crash left, once
+        they are older than L{STALE_TEMPORARY_AGE}; younger ones (a write in
+        progress, maybe in another process), other names and directories
+        are left alone; stopping waits for the cleaning.
+        """
+        ages = self.plantTemporaries()
+        self.directory.child(".wwrsess-00000000000000ee.tmp").makedirs()
+        lines = capturedLines(self, LogLevel.info)
+        runner = _ManualRunner()
+        manager = self.makeManager(runInThread=runner)
+        manager.startService()
+        stopped = manager.stopService()
+        assert stopped is not None
+        self.assertNoResult(stopped)
+        runner.runAll()
+        self.successResultOf(stopped)
+        kept = {n for n, age in ages.items() if age <= STALE_TEMPORARY_AGE}
+        kept |= {".wwrsess-not-hex.tmp", "x.tmp", ".wwrsess-00000000000000ee.tmp"}
+        self.assertEqual(set(self.directory.listdir()), kept)
+        self.assertIn("removed 2 stale temporary file(s)", " ".join(lines()))
+
+    def test_sweepRemovesStaleTemporaries(self) -> None:
+        """
+        Every sweep removes the temporary files that became stale since.
+        """
+        manager = self.makeManager(maxIdle=100)
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        ages = self.plantTemporaries()
+        self.clock.advance(100)
+        kept = {
+            n
+            for n, age in ages.items()
+            if age + 100 <= STALE_TEMPORARY_AGE or "0000" not in n
+        }
+        self.assertEqual(set(self.directory.listdir()), kept)
+        self.assertIn(".wwrsess-00000000000000dd.tmp", kept)
+
     def test_stopWaitsForSweep(self) -> None:
         """
         Stopping the service during a sweep fires once the sweep is done.
@@ -1150,6 +1215,7 @@ class FileSessionManagerTests(SessionManagerContract, TestCase):
         runner = _ManualRunner()
         manager = self.makeManager(maxIdle=100, runInThread=runner)
         manager.startService()
+        runner.runAll()  # the start-up cleaning
         self.clock.advance(100)
         self.assertEqual(len(runner.pending), 1)
         stopped = manager.stopService()

@@ -23,6 +23,12 @@ Differences from the Go manager, all deliberate:
   - Closing a session that has no file is not an error (see
     L{FileSessionManager}).
   - Sessions may expire (C{maxIdle}).
+  - Temporary files a crash left behind (C{.wwrsess-<16 hex>.tmp}, from a
+    write cut short by C{kill -9} or a power loss) are removed when the
+    service starts and at every sweep, once they are older than
+    L{STALE_TEMPORARY_AGE} (ten minutes): a write takes milliseconds, so
+    a temporary file that old belongs to no write in progress, not even
+    one of another server sharing the directory.
 
 Why a thread pool: the reactor serves every connection from one thread, and
 a synchronous disk write that ends with C{fsync} takes milliseconds on a
@@ -39,6 +45,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import stat
 import threading
@@ -47,7 +54,7 @@ from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -68,6 +75,13 @@ SUFFIX = ".wwrsess"
 
 _TEMP_PREFIX = ".wwrsess-"
 _TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\.wwrsess-[0-9a-f]{16}\.tmp\Z")
+
+STALE_TEMPORARY_AGE = 600.0
+"""
+Seconds after its last modification when a temporary file is taken for a
+crash's leftover and removed: far longer than any write takes.
+"""
 _DIRECTORY_MODE = 0o700
 _FILE_MODE = 0o600
 _LOCK_STRIPES = 64
@@ -192,8 +206,12 @@ class FileSessionManager(ExpiringManager):
     It is also a Twisted service: add it to your application (or start it)
     to have expired session files removed periodically when C{maxIdle} is
     set; a sweep only considers C{*.wwrsess} files with a valid key, leaves
-    everything else (temporary files included) alone, and skips (and
-    counts in a warning) files it cannot read.
+    everything else alone, and skips (and counts in a warning) files it
+    cannot read. Starting the service, and every sweep, also removes the
+    temporary files of writes a crash interrupted, once they are
+    L{STALE_TEMPORARY_AGE} seconds old (by their modification time, on
+    C{clock}); younger ones may belong to a write in progress in another
+    process and are left alone.
 
     :param directory: Where the session files are. Default: C{wwrsess} in
         the working directory at construction time (C{os.path.abspath}); a
@@ -235,6 +253,7 @@ class FileSessionManager(ExpiringManager):
             _deferToReactorThreadPool if runInThread is None else runInThread
         )
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        self._cleaning: Deferred[Any] | None = None
 
     # The hooks (reactor thread).
 
@@ -305,8 +324,9 @@ class FileSessionManager(ExpiringManager):
         return self._runInThread(self._remove, key)
 
     def _sweepExpired(self, now: datetime) -> Deferred[int]:
-        def report(outcome: tuple[int, int]) -> int:
-            removed, failed = outcome
+        def report(outcome: tuple[int, int, int]) -> int:
+            removed, failed, temporaries = outcome
+            self._logTemporaries(temporaries)
             if failed:
                 self._log.warn(
                     "sweep skipped {failed} unreadable session file(s) in {directory}",
@@ -317,7 +337,93 @@ class FileSessionManager(ExpiringManager):
 
         return self._runInThread(self._sweepFiles, now).addCallback(report)
 
+    def startService(self) -> None:
+        """
+        Start the service: remove the stale temporary files a crash left
+        (see L{removeStaleTemporaries}), and sweep expired sessions
+        periodically if C{maxIdle} is set.
+        """
+        super().startService()
+        cleaning = self.removeStaleTemporaries().addErrback(
+            lambda f: self._log.warn(
+                "could not remove stale temporary files in {directory}: {error}",
+                directory=self._path,
+                error=f.getErrorMessage(),
+            )
+        )
+        self._cleaning = cleaning
+
+        def cleaned(result: object) -> None:
+            if self._cleaning is cleaning:
+                self._cleaning = None
+
+        cleaning.addBoth(cleaned)
+
+    def stopService(self) -> Deferred[None] | None:
+        """
+        Stop the service and its sweeps.
+
+        :returns: C{None} if nothing runs; else a Deferred that fires once the
+            sweep or start-up cleaning in progress is finished.
+        """
+        cleaning, self._cleaning = self._cleaning, None
+        stopped = super().stopService()
+        if cleaning is None:
+            return stopped
+        done: Deferred[Any] = cleaning
+        if stopped is not None:
+            done = gatherResults([cleaning, stopped])
+        return done.addCallback(lambda _: None)
+
+    def removeStaleTemporaries(self) -> Deferred[int]:
+        """
+        Remove the temporary files (C{.wwrsess-<16 hex>.tmp}) of the
+        directory not modified for L{STALE_TEMPORARY_AGE} seconds: what a
+        crash during a write leaves. Younger ones, which may belong to a
+        write in progress (in this process or another), and anything that
+        is not a regular file are left alone.
+
+        :returns: A Deferred firing with how many were removed, or failing
+            with C{OSError} if the directory cannot be listed.
+        """
+
+        def logged(count: int) -> int:
+            self._logTemporaries(count)
+            return count
+
+        d = self._runInThread(self._removeTemporaries, self.clock.seconds())
+        return d.addCallback(logged)
+
+    def _logTemporaries(self, count: int) -> None:
+        if count:
+            self._log.info(
+                "removed {count} stale temporary file(s) from {directory}",
+                count=count,
+                directory=self._path,
+            )
+
     # The file operations (run through runInThread).
+
+    def _removeTemporaries(self, now: float) -> int:
+        try:
+            names = os.listdir(self._path)
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        for name in names:
+            if not _TEMP_NAME.match(name):
+                continue
+            path = os.path.join(self._path, name)
+            try:
+                status = os.lstat(path)
+                if stat.S_ISREG(status.st_mode) and (
+                    now - status.st_mtime > STALE_TEMPORARY_AGE
+                ):
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                pass  # renamed into place, or removed by another process
+        return removed
 
     def _lockFor(self, key: str) -> threading.Lock:
         return self._locks[hash(key) % _LOCK_STRIPES]
@@ -353,15 +459,16 @@ class FileSessionManager(ExpiringManager):
         with self._lockFor(key), _hidingKey(key):
             self._unlink(key)
 
-    def _sweepFiles(self, now: datetime) -> tuple[int, int]:
+    def _sweepFiles(self, now: datetime) -> tuple[int, int, int]:
         """
-        :returns: How many expired files were removed, and how many session
-            files could not be read or removed.
+        :returns: How many expired files were removed, how many session
+            files could not be read or removed, and how many stale temporary
+            files were removed.
         """
         try:
             names = os.listdir(self._path)
         except FileNotFoundError:
-            return 0, 0
+            return 0, 0, 0
         removed = failed = 0
         for name in names:
             key = name[: -len(SUFFIX)]
@@ -377,7 +484,7 @@ class FileSessionManager(ExpiringManager):
                         removed += 1
             except (OSError, ValueError):
                 failed += 1
-        return removed, failed
+        return removed, failed, self._removeTemporaries(now.timestamp())
 
     def _read(self, key: str) -> _StoredSession | None:
         """
