@@ -14,7 +14,12 @@ from typing import Any, TypeVar
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.internet import backoffPolicy
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    gatherResults,
+    maybeDeferred,
+)
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -403,7 +408,7 @@ class ReconnectionTests(ClientTestCase):
         clock.advance(delay)
         restore = wire.parse(await restoring)
         # Gone before the client can come back to it.
-        stopped = impostor.stopListening()
+        stopped = maybeDeferred(impostor.stopListening)
         assert isinstance(restore, wire.RestoreSession), restore
         self.assertEqual(restore.key, key)
         if mode == "silent":
