@@ -7,9 +7,12 @@ makes a bounded number of log events.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import (
     ILogObserver,
     LogEvent,
@@ -109,6 +112,9 @@ class RepeatedEventsTests(SynchronousTestCase):
 
         self.assertIs(eventsOf(Owner()), repeated)
 
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The repository root, where C{python -m benchmarks...} runs."""
 
 HOSTILE = 1000
 """How many of each hostile message the end-to-end tests send."""
@@ -277,3 +283,27 @@ class WatchedSleeps(ConformanceApplication):
         else:
             self._waiting.append((count, d))
         return d
+
+
+class LogFloodBenchmarkTests(TestCase):
+    """
+    C{python -m benchmarks.logflood}, as documented, in a short run.
+    """
+
+    timeout = 120
+
+    async def test_shortRun(self) -> None:
+        """
+        A short run reports every scenario and exits with status 0: no
+        scenario logs without bound.
+        """
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable,
+            ["-m", "benchmarks.logflood", "--messages", "300"],
+            env=dict(os.environ),
+            path=ROOT,
+        )
+        self.assertEqual(code, 0, err)
+        table = out.decode()
+        for scenario in ["server-only", "signal-me", "internal", "departed"]:
+            self.assertIn(scenario, table)
