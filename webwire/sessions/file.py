@@ -49,12 +49,13 @@ import re
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -209,9 +210,9 @@ class FileSessionManager(ExpiringManager):
     everything else alone, and skips (and counts in a warning) files it
     cannot read. Starting the service, and every sweep, also removes the
     temporary files of writes a crash interrupted, once they are
-    L{STALE_TEMPORARY_AGE} seconds old (by their modification time, on
-    C{clock}); younger ones may belong to a write in progress in another
-    process and are left alone.
+    L{STALE_TEMPORARY_AGE} seconds old (by their modification time, against
+    the system clock that set it, not C{clock}); younger ones may belong to
+    a write in progress in another process and are left alone.
 
     :param directory: Where the session files are. Default: C{wwrsess} in
         the working directory at construction time (C{os.path.abspath}); a
@@ -253,7 +254,6 @@ class FileSessionManager(ExpiringManager):
             _deferToReactorThreadPool if runInThread is None else runInThread
         )
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
-        self._cleaning: Deferred[Any] | None = None
 
     # The hooks (reactor thread).
 
@@ -344,36 +344,14 @@ class FileSessionManager(ExpiringManager):
         periodically if C{maxIdle} is set.
         """
         super().startService()
-        cleaning = self.removeStaleTemporaries().addErrback(
+        # Best effort, in the background: nothing waits for it.
+        self.removeStaleTemporaries().addErrback(
             lambda f: self._log.warn(
                 "could not remove stale temporary files in {directory}: {error}",
                 directory=self._path,
                 error=f.getErrorMessage(),
             )
         )
-        self._cleaning = cleaning
-
-        def cleaned(result: object) -> None:
-            if self._cleaning is cleaning:
-                self._cleaning = None
-
-        cleaning.addBoth(cleaned)
-
-    def stopService(self) -> Deferred[None] | None:
-        """
-        Stop the service and its sweeps.
-
-        :returns: C{None} if nothing runs; else a Deferred that fires once the
-            sweep or start-up cleaning in progress is finished.
-        """
-        cleaning, self._cleaning = self._cleaning, None
-        stopped = super().stopService()
-        if cleaning is None:
-            return stopped
-        done: Deferred[Any] = cleaning
-        if stopped is not None:
-            done = gatherResults([cleaning, stopped])
-        return done.addCallback(lambda _: None)
 
     def removeStaleTemporaries(self) -> Deferred[int]:
         """
@@ -391,7 +369,7 @@ class FileSessionManager(ExpiringManager):
             self._logTemporaries(count)
             return count
 
-        d = self._runInThread(self._removeTemporaries, self.clock.seconds())
+        d = self._runInThread(self._removeTemporaries)
         return d.addCallback(logged)
 
     def _logTemporaries(self, count: int) -> None:
@@ -404,7 +382,9 @@ class FileSessionManager(ExpiringManager):
 
     # The file operations (run through runInThread).
 
-    def _removeTemporaries(self, now: float) -> int:
+    def _removeTemporaries(self) -> int:
+        # Modification times are the system clock's, so is the age.
+        now = time.time()
         try:
             names = os.listdir(self._path)
         except FileNotFoundError:
@@ -484,7 +464,7 @@ class FileSessionManager(ExpiringManager):
                         removed += 1
             except (OSError, ValueError):
                 failed += 1
-        return removed, failed, self._removeTemporaries(now.timestamp())
+        return removed, failed, self._removeTemporaries()
 
     def _read(self, key: str) -> _StoredSession | None:
         """
