@@ -30,7 +30,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from zope.interface import implementer
 
 from webwire.interfaces import IConnection, ISessionManager
-from webwire.sessions import SessionLookupResult, formatTime, parseTime
+from webwire.sessions import SessionLookupResult, formatTime, isSafeKey, parseTime
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -45,7 +45,12 @@ CREATE TABLE IF NOT EXISTS sessions (
 @implementer(ISessionManager)
 class SQLiteSessionManager:
     """
-    Keeps sessions in one SQLite table.
+    Keeps sessions in one SQLite table. The database file is the
+    namespace: give each application its own.
+
+    As every session manager should, it checks keys with C{isSafeKey}
+    before any query: another key is unknown on lookup, ignored on close
+    and refused on creation.
 
     :param path: The database file (created if missing).
     """
@@ -63,6 +68,8 @@ class SQLiteSessionManager:
     async def onSessionCreated(self, connection: IConnection) -> None:
         session = connection.session
         assert session is not None
+        if not isSafeKey(session.key):
+            raise ValueError("not a valid session key")
         await self._ready
         await self._pool.runOperation(
             "INSERT INTO sessions VALUES (?, ?, ?, ?)",
@@ -75,8 +82,10 @@ class SQLiteSessionManager:
         )
 
     async def onSessionLookup(self, key: str) -> SessionLookupResult | None:
-        # Keys are passed as query parameters, never spliced into SQL, so
-        # any key the client sends is safe here.
+        # Keys are passed as query parameters, never spliced into SQL; still,
+        # a key that no generator of ours makes is unknown without a query.
+        if not isSafeKey(key):
+            return None
         await self._ready
         result: SessionLookupResult | None = await self._pool.runInteraction(
             _lookup, key
@@ -84,6 +93,8 @@ class SQLiteSessionManager:
         return result
 
     async def onSessionClosed(self, key: str) -> None:
+        if not isSafeKey(key):
+            return
         await self._ready
         await self._pool.runOperation("DELETE FROM sessions WHERE key = ?", (key,))
 

@@ -14,7 +14,12 @@ from typing import Any, TypeVar
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.internet import backoffPolicy
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    gatherResults,
+    maybeDeferred,
+)
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -370,6 +375,80 @@ class ReconnectionTests(ClientTestCase):
         self.assertIsInstance(reason, SessionNotFound)
         self.assertIsNone(client.session)
 
+    async def keptThroughFailedRestore(self, mode: str) -> None:
+        """
+        The client logged in; its server went away; the next server it
+        reaches accepts the upgrade, reads the restore and then fails it as
+        C{mode} says; then the real server comes back. The client kept the
+        session throughout (onSessionLost never called), and restores it on
+        the real server.
+        """
+        manager = MemorySessionManager()
+        first = LoopbackServer(self, ConformanceApplication(), sessionManager=manager)
+        port = first.portNumber
+        hooks = RecordingHooks()
+        clock = WatchedClock()
+        policy = RecordingPolicy(noJitter())
+        client = self.makeClient(
+            port, hooks, clock, retryPolicy=policy, requestTimeout=10
+        )
+        key = (await client.request("login", "grace")).text()
+        disconnected = hooks.next("disconnected")
+        firstRetry = policy.nextDelay()
+        await first.stop()
+        await disconnected
+        delay = await firstRetry
+        recorder = Recorder()
+        impostor = reactor.listenTCP(
+            port, _RestoreFailer(recorder, mode), interface="127.0.0.1"
+        )
+        self.addCleanup(impostor.stopListening)
+        nextRetry = policy.nextDelay()
+        restoring = recorder.next()
+        clock.advance(delay)
+        restore = wire.parse(await restoring)
+        # Gone before the client can come back to it.
+        stopped = maybeDeferred(impostor.stopListening)
+        assert isinstance(restore, wire.RestoreSession), restore
+        self.assertEqual(restore.key, key)
+        if mode == "silent":
+            clock.advance(10)  # the restore's timeout
+        delay = await nextRetry
+        await stopped
+        self.assertIsNotNone(client.session)
+        assert client.session is not None
+        self.assertEqual(client.session.key, key)
+        second = LoopbackServer(
+            self, ConformanceApplication(), sessionManager=manager, port=port
+        )
+        self.assertEqual(second.portNumber, port)
+        restored = hooks.next("sessionCreated")
+        clock.advance(delay)
+        self.assertEqual((await restored).key, key)
+        self.assertEqual((await client.request("whoami")).text(), key)
+        self.assertNotIn("sessionLost", hooks.kinds())
+
+    async def test_sessionKeptWhenRestoreDropped(self) -> None:
+        """
+        A peer that reads the restore and drops the connection does not make
+        the client forget its session.
+        """
+        await self.keptThroughFailedRestore("drop")
+
+    async def test_sessionKeptWhenRestoreTimesOut(self) -> None:
+        """
+        A peer that never answers the restore: after the request timeout the
+        client drops that connection, keeps the session, and tries again.
+        """
+        await self.keptThroughFailedRestore("silent")
+
+    async def test_sessionKeptWhenShuttingDown(self) -> None:
+        """
+        A server that answers the restore with ReplyShutdown (and closes)
+        does not make the client forget its session.
+        """
+        await self.keptThroughFailedRestore("shutdown")
+
     async def test_pendingFailOnDisconnect(self) -> None:
         """
         Requests waiting for a reply fail at once with Disconnected when the
@@ -628,6 +707,45 @@ class _Scripted(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.factory.recorder.add(payload)
+
+
+class _RestoreFailer(WebSocketServerFactory):
+    """
+    A WebWire server that accepts the upgrade and fails the first message
+    it gets (the client's restore) as C{mode} says: C{"drop"} the TCP
+    connection, stay C{"silent"}, or answer ReplyShutdown and close.
+    """
+
+    def __init__(self, recorder: Recorder, mode: str) -> None:
+        super().__init__()
+        self.protocol = _FailingRestore
+        self.recorder = recorder
+        self.mode = mode
+
+
+class _FailingRestore(WebSocketServerProtocol):
+    factory: _RestoreFailer
+
+    def onOpen(self) -> None:
+        self.sendMessage(wire.encodeAcceptConf(60000, 8192), isBinary=True)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.recorder.add(payload)
+        message = wire.parse(payload)
+        if not isinstance(message, wire.RestoreSession):
+            return
+        mode = self.factory.mode
+        if mode == "drop":
+            assert self.transport is not None
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+        elif mode == "shutdown":
+            self.sendMessage(
+                wire.encodeSpecialReply(
+                    wire.MessageType.REPLY_SHUTDOWN, message.identifier
+                ),
+                isBinary=True,
+            )
+            self.sendCloseFrame(code=1001)  # going away, as a server may
 
 
 def scriptedServer(

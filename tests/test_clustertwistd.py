@@ -23,7 +23,7 @@ from tests.test_twistd import LISTEN, TWISTD, ServerProcess, startServer
 from webwire.client import WebWireClient
 from webwire.errors import MaxSessionConnections, SessionNotFound
 
-CHAT_PREFIX = "webwire:cluster:chat:"
+CHAT_PREFIX = "webwire:chat:cluster:"
 """The prefix of the chat demo's cluster (keys and channel)."""
 
 SUBSCRIBED = "cluster node {node} subscribed to " + CHAT_PREFIX + "events"

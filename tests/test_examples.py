@@ -10,7 +10,9 @@ import re
 import signal
 import socket
 import sys
+from datetime import UTC, datetime
 from io import StringIO
+from typing import cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -127,6 +129,33 @@ class SQLiteSessionsTests(TestCase):
         third = await server.connectAccepted()
         gone = await third.roundTrip(wire.encodeRestoreSession(ident(1), key))
         self.assertEqual(gone, h("03") + ident(1))
+
+    async def test_keysChecked(self) -> None:
+        """
+        The SQLite manager checks keys as every manager does: one outside
+        the generator's alphabet is unknown even if its row exists, closing
+        it removes nothing, and it cannot be stored.
+        """
+        manager = SQLiteSessionManager(self.mktemp())
+        self.addCleanup(manager.close)
+        await manager._ready
+        await manager._pool.runOperation(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?)",
+            ("chat:abc", "2019-01-15T12:29:22Z", "2019-01-15T12:29:22Z", "{}"),
+        )
+        self.assertIsNone(await manager.onSessionLookup("chat:abc"))
+        await manager.onSessionClosed("chat:abc")
+        rows = await manager._pool.runQuery("SELECT key FROM sessions")
+        self.assertEqual([row[0] for row in rows], ["chat:abc"])
+        now = datetime.now(UTC)
+        session = Session("../x", now, now)
+        with self.assertRaises(ValueError):
+            await manager.onSessionCreated(cast(IConnection, _HasSession(session)))
+
+
+class _HasSession:
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
 
 class EmbeddingExamplesTests(TestCase):

@@ -13,21 +13,33 @@ from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import LoopbackServer
+from tests.helpers import (
+    LoopbackServer,
+    connectRaw,
+    h,
+    ident,
+    listeningPort,
+    portNumber,
+)
 from tests.redisserver import RedisServer, freePort, startRedis
 from tests.test_sessions import (
     INFO,
     KEY,
+    NAMESPACE,
     OTHER_KEY,
     START,
     SessionManagerContract,
     connectionWith,
+    crossingKeys,
 )
 from tests.test_sessionsendtoend import assertRestores, loggedIn
+from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.interfaces import ISessionManager
+from webwire.service import WebWireService
 from webwire.sessions.redis import CorruptRedisSessionError, RedisSessionManager
 from webwire.sessions.session import Session
+from webwire.tap import Options, makeService
 
 PREFIX = "test:session:"
 
@@ -82,6 +94,23 @@ class RedisSessionManagerTests(SessionManagerContract, TestCase):
 
     def storedKeys(self, manager: ISessionManager) -> Deferred[set[str]]:
         return Deferred.fromCoroutine(self.storedKeysAsync())
+
+    def namespacedPair(self) -> tuple[RedisSessionManager, RedisSessionManager]:
+        # The worst case: one prefix starts with the other.
+        inner = RedisSessionManager(
+            self.redis.url, prefix=PREFIX + NAMESPACE + ":", clock=self.clock
+        )
+        self.addCleanup(inner.disconnect)
+        return self.makeManager(), inner
+
+    def test_prefixMustEndOutsideTheAlphabet(self) -> None:
+        """
+        A prefix that could run on into a key (ending with a key character,
+        or empty) is refused: it would not be a namespace.
+        """
+        for prefix in ["", "webwire:session", "app-", "x_", "ns9"]:
+            with self.assertRaises(ValueError):
+                RedisSessionManager(self.redis.url, prefix=prefix, clock=self.clock)
 
     async def ttl(self, key: str = KEY) -> int:
         result: int = await self.admin.ttl(PREFIX + key)
@@ -279,3 +308,47 @@ class RedisSessionsEndToEndTests(TestCase):
         session, _ = await loggedIn(await first.connectAccepted(), "ada")
         client = await second.connectAccepted()
         await assertRestores(self, client, session, {"user": "ada"})
+
+
+class RedisNamespacesEndToEndTests(TestCase):
+    """
+    C{twistd webwire --sessions redis}: the conformance application and the
+    chat demo share one Redis, and neither can restore the other's sessions.
+    """
+
+    timeout = 60
+
+    async def test_noRestoreAcrossApplications(self) -> None:
+        """
+        A client signed in to the chat demo; a client of the conformance
+        application sends its key, alone or spelled as a path into the chat
+        demo's namespace: "session not found" each time. The chat demo
+        still restores it.
+        """
+        redis = await startRedis(self)
+        config = Options()
+        config.parseOptions(
+            [
+                "--listen=tcp:0:interface=127.0.0.1",
+                "--sessions=redis",
+                f"--redis-url={redis.url}",
+            ]
+        )
+        service = makeService(config)
+        assert isinstance(service, WebWireService)
+        service.startService()
+        port = portNumber(await listeningPort(service))
+        self.addCleanup(service.stopService)
+        chat = await connectRaw(port, "/chat")
+        await chat.receivedCount(1)
+        session, _ = await loggedIn(chat, "mallory")
+        client = await connectRaw(port, "/")
+        await client.receivedCount(1)
+        for n, key in enumerate(crossingKeys(session.key), 1):
+            if len(key) > 255 or not key.isprintable() or not key.isascii():
+                continue
+            restore = wire.encodeRestoreSession(ident(n), key)
+            self.assertEqual(await client.roundTrip(restore), h("03") + ident(n))
+        other = await connectRaw(port, "/chat")
+        await other.receivedCount(1)
+        await assertRestores(self, other, session, {"user": "mallory"})

@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
@@ -30,8 +31,17 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from webwire.interfaces import IConnection, ISessionKeyGenerator, ISessionManager
-from webwire.sessions.file import CorruptSessionError, FileSessionManager
-from webwire.sessions.keys import RandomKeyGenerator, checkKey, isSafeKey
+from webwire.sessions.file import (
+    STALE_TEMPORARY_AGE,
+    CorruptSessionError,
+    FileSessionManager,
+)
+from webwire.sessions.keys import (
+    KEY_ALPHABET,
+    RandomKeyGenerator,
+    checkKey,
+    isSafeKey,
+)
 from webwire.sessions.memory import MemorySessionManager
 from webwire.sessions.session import (
     Session,
@@ -49,6 +59,24 @@ INFO: dict[str, Any] = {
     "\u00fcn\u00efcode": "\u65e5\u672c",
 }
 INVALID_KEYS = ["../x", "/etc/passwd", "a\x00b", "x" * 5000, "", "\u00fc"]
+NAMESPACE = "chat"
+"""The name of the inner namespace of L{SessionManagerContract.namespacedPair}."""
+
+
+def crossingKeys(key: str) -> list[str]:
+    """
+    Keys a client could send to reach session C{key} of a namespace called
+    L{NAMESPACE} inside (or beside) its own, if keys were not checked.
+    """
+    keys = [key]
+    for separator in ":/\\.| \x00":
+        keys.append(NAMESPACE + separator + key)
+        keys.append(".." + separator + NAMESPACE + separator + key)
+        keys.append(separator + key)
+    keys.append(NAMESPACE + key)
+    return keys
+
+
 START = 1547555362.0
 """2019-01-15T12:29:22Z, as a POSIX timestamp."""
 T0 = datetime(2019, 1, 15, 12, 29, 22, tzinfo=UTC)
@@ -131,18 +159,20 @@ class CheckKeyTests(SynchronousTestCase):
 
     def test_checkKeyAccepts(self) -> None:
         """
-        1 to 255 printable ASCII characters are accepted and returned.
+        1 to 240 characters of the default generator's alphabet are accepted
+        and returned.
         """
-        printable = "".join(chr(c) for c in range(0x20, 0x7F))
-        for key in [" ", "~", "a", "a" * 255, printable, "../x"]:
+        for key in ["a", "-", "_", "a" * 240, KEY_ALPHABET, KEY]:
             self.assertEqual(checkKey(key), key)
 
     def test_checkKeyRejects(self) -> None:
         """
-        Empty, too long, control or non-ASCII keys and non-strings are
-        refused with C{ValueError}.
+        Empty or too long keys, keys with any character outside the
+        alphabet (printable or not) and non-strings are refused with
+        C{ValueError}.
         """
-        bad: list[object] = ["", "a" * 256, "\n", "a\x7f", "\u00e9", 42, b"abc", None]
+        bad: list[object] = ["", "a" * 241, "\n", "a\x7f", "\u00e9", 42, b"abc", None]
+        bad += [" ", "~", "a:b", "../x", "chat:" + KEY]
         for key in bad:
             self.assertRaises(ValueError, checkKey, key)
 
@@ -360,6 +390,14 @@ class SessionManagerContract(_ContractBase):
         """
         raise NotImplementedError()
 
+    def namespacedPair(self) -> tuple[ISessionManager, ISessionManager]:
+        """
+        Two managers on the same store, in different namespaces, the second
+        one's named L{NAMESPACE} and as close to the first's as the manager
+        allows (nested inside it where it can be): the worst case.
+        """
+        raise NotImplementedError()
+
     async def resolve(self, result: object) -> Any:
         """
         A hook's result: its value, or what its Deferred (or coroutine)
@@ -512,6 +550,39 @@ class SessionManagerContract(_ContractBase):
             await self.close(manager, key)
         self.assertEqual(await self.resolve(self.storedKeys(manager)), {KEY})
 
+    async def test_createInvalidKeys(self) -> None:
+        """
+        A session whose key is not of the generator's alphabet and length is
+        refused (C{ValueError}), and nothing is stored.
+        """
+        manager = self.makeManager()
+        for key in [*INVALID_KEYS, "a.b", "a:b", "a" * 241, "chat:" + KEY]:
+            session = Session(key, self.now(), self.now())
+            with self.assertRaises(ValueError):
+                await self.resolve(manager.onSessionCreated(connectionWith(session)))
+        self.assertEqual(await self.resolve(self.storedKeys(manager)), set())
+
+    async def test_namespacesAreSeparate(self) -> None:
+        """
+        Two managers with different namespaces on one store cannot see each
+        other's sessions, whatever key is sent: a lookup or close of the
+        other's key, or of the key spelled as a path into the other's
+        namespace, finds and removes nothing, in either direction.
+        """
+        outer, inner = self.namespacedPair()
+        await self.create(outer, KEY, {"user": "alice"})
+        await self.create(inner, OTHER_KEY, {"user": "mallory"})
+        for looking, key in [(outer, OTHER_KEY), (inner, KEY)]:
+            for crossing in crossingKeys(key):
+                self.assertIsNone(await self.lookup(looking, crossing), crossing)
+                await self.close(looking, crossing)
+        own = await self.lookup(outer, KEY)
+        assert own is not None
+        self.assertEqual(own.info, {"user": "alice"})
+        other = await self.lookup(inner, OTHER_KEY)
+        assert other is not None
+        self.assertEqual(other.info, {"user": "mallory"})
+
     async def test_expiry(self) -> None:
         """
         With C{maxIdle}, a session idle that long is still found; one idle
@@ -603,7 +674,7 @@ class SessionManagerContract(_ContractBase):
 
 class MemorySessionManagerTests(SessionManagerContract, TestCase):
     """
-    L{MemorySessionManager} fulfils the contract, and accepts any key.
+    L{MemorySessionManager} fulfils the contract.
     """
 
     def setUp(self) -> None:
@@ -616,14 +687,9 @@ class MemorySessionManagerTests(SessionManagerContract, TestCase):
     def storedKeys(self, manager: ISessionManager) -> set[str]:
         return set(cast(MemorySessionManager, manager)._sessions)
 
-    async def test_anyKey(self) -> None:
-        """
-        Any key may be stored: nothing becomes a file name.
-        """
-        manager = self.makeManager()
-        await self.create(manager, "a.b/../c")
-        self.assertIsNotNone(await self.lookup(manager, "a.b/../c"))
-        self.assertEqual(len(manager), 1)
+    def namespacedPair(self) -> tuple[MemorySessionManager, MemorySessionManager]:
+        # Each manager is its own store: its namespace.
+        return self.makeManager(), self.makeManager()
 
     async def test_createWithoutSession(self) -> None:
         """
@@ -757,6 +823,16 @@ class FileSessionManagerTests(SessionManagerContract, TestCase):
             for name in self.directory.listdir()
             if name.endswith(".wwrsess")
         }
+
+    def namespacedPair(self) -> tuple[FileSessionManager, FileSessionManager]:
+        # As twistd webwire does it: the chat demo's directory inside the
+        # application's.
+        inner = FileSessionManager(
+            self.directory.child(NAMESPACE),
+            clock=self.clock,
+            runInThread=maybeDeferred,
+        )
+        return self.makeManager(), inner
 
     def sessionFile(self, key: str = KEY) -> FilePath[str]:
         return self.directory.child(key + ".wwrsess")
@@ -1072,6 +1148,69 @@ class FileSessionManagerTests(SessionManagerContract, TestCase):
         manager.stopService()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def plantTemporaries(self) -> dict[str, float]:
+        """
+        Plant temporary files by their age in seconds (modification times
+        are the system clock's): stale and fresh ones, and look-alikes that
+        are never removed.
+        """
+        self.directory.makedirs(ignoreExistingDirectory=True)
+        ages = {
+            ".wwrsess-00000000000000aa.tmp": STALE_TEMPORARY_AGE + 60,
+            ".wwrsess-00000000000000bb.tmp": 86400.0,
+            ".wwrsess-00000000000000cc.tmp": STALE_TEMPORARY_AGE - 60,
+            ".wwrsess-00000000000000dd.tmp": 0.0,
+            ".wwrsess-not-hex.tmp": 86400.0,
+            "x.tmp": 86400.0,
+        }
+        for name, age in ages.items():
+            path = self.directory.child(name)
+            path.setContent(b'{"c":')
+            when = time.time() - age
+            os.utime(path.path, (when, when))
+        return ages
+
+    def test_staleTemporariesRemovedAtStart(self) -> None:
+        """
+        Starting the service removes the temporary files a crash left, once
+        they are older than L{STALE_TEMPORARY_AGE}; younger ones (a write in
+        progress, maybe in another process), other names and directories
+        are left alone.
+        """
+        ages = self.plantTemporaries()
+        self.directory.child(".wwrsess-00000000000000ee.tmp").makedirs()
+        lines = capturedLines(self, LogLevel.info)
+        runner = _ManualRunner()
+        manager = self.makeManager(runInThread=runner)
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        self.assertTrue(
+            os.path.exists(self.directory.child(".wwrsess-00000000000000aa.tmp").path)
+        )
+        runner.runAll()
+        kept = {n for n, age in ages.items() if age <= STALE_TEMPORARY_AGE}
+        kept |= {".wwrsess-not-hex.tmp", "x.tmp", ".wwrsess-00000000000000ee.tmp"}
+        self.assertEqual(set(self.directory.listdir()), kept)
+        self.assertIn("removed 2 stale temporary file(s)", " ".join(lines()))
+
+    def test_sweepRemovesStaleTemporaries(self) -> None:
+        """
+        Every sweep removes the temporary files that became stale since the
+        start, and only those.
+        """
+        manager = self.makeManager(maxIdle=100)
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        ages = self.plantTemporaries()
+        self.clock.advance(100)
+        kept = {
+            n
+            for n, age in ages.items()
+            if age <= STALE_TEMPORARY_AGE or "0000" not in n
+        }
+        self.assertEqual(set(self.directory.listdir()), kept)
+        self.assertIn(".wwrsess-00000000000000dd.tmp", kept)
+
     def test_stopWaitsForSweep(self) -> None:
         """
         Stopping the service during a sweep fires once the sweep is done.
@@ -1079,6 +1218,7 @@ class FileSessionManagerTests(SessionManagerContract, TestCase):
         runner = _ManualRunner()
         manager = self.makeManager(maxIdle=100, runInThread=runner)
         manager.startService()
+        runner.runAll()  # the start-up cleaning
         self.clock.advance(100)
         self.assertEqual(len(runner.pending), 1)
         stopped = manager.stopService()

@@ -7,25 +7,38 @@ persisted across a restart, expired.
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from tests.helpers import LoopbackServer, RawClientProtocol, h, ident
+from tests.helpers import (
+    LoopbackServer,
+    RawClientProtocol,
+    connectRaw,
+    h,
+    ident,
+    listeningPort,
+    portNumber,
+)
 from tests.test_endtoend import RecordingApplication
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.errors import SessionActive, SessionsDisabled
 from webwire.interfaces import IConnection, ISessionKeyGenerator, ISessionManager
 from webwire.options import ServerOptions
+from webwire.service import WebWireService
 from webwire.sessions import Session, SessionLookupResult
-from webwire.sessions.file import FileSessionManager
+from webwire.sessions.file import STALE_TEMPORARY_AGE, FileSessionManager
 from webwire.sessions.memory import MemorySessionManager
+from webwire.tap import Options, makeService
 
 
 def login(n: int, user: str, encoding: wire.Encoding = wire.Encoding.UTF8) -> bytes:
@@ -356,6 +369,44 @@ class SessionRulesTests(TestCase):
         self.assertIsNone(app.connections[0].session)
         self.assertEqual(await client.roundTrip(named(1, "x")), h("BF") + ident(1))
 
+    async def test_generatedKeyOutsideTheAlphabet(self) -> None:
+        """
+        A generated key with a character outside the default generator's
+        alphabet (it could not be restored) makes createSession fail with
+        ValueError.
+        """
+        app = RecordingApplication()
+        server = LoopbackServer(
+            self,
+            app,
+            sessionManager=MemorySessionManager(),
+            keyGenerator=FixedKeys("chat:abc"),
+        )
+        await server.connectAccepted()
+        self.failureResultOf(app.connections[0].createSession(), ValueError)
+        self.assertIsNone(app.connections[0].session)
+
+    async def test_invalidKeyReachesNothing(self) -> None:
+        """
+        A restore of a key no generator of ours makes is answered "not
+        found" at once: neither the cluster's count nor the session manager
+        sees it, even if the manager would find it.
+        """
+        manager = LookupRecorder()
+        server = LoopbackServer(
+            self,
+            RecordingApplication(),
+            sessionManager=manager,
+            options=ServerOptions(maxSessionConnections=1),
+        )
+        client = await server.connectAccepted()
+        for n, key in enumerate(["chat:" + "A" * 64, "a b", "../x", "~"], 1):
+            restore = wire.encodeRestoreSession(ident(n), key)
+            self.assertEqual(await client.roundTrip(restore), h("03") + ident(n))
+        self.assertEqual(manager.lookups, [])
+        assert server.factory.sessions is not None
+        self.assertEqual(server.factory.sessions.activeCount, 0)
+
     async def test_closeByKeyHookOnce(self) -> None:
         """
         Closing a session by key on three connections notifies each of them
@@ -413,6 +464,25 @@ class CountingManager(MemorySessionManager):
         super().onSessionClosed(key)
 
 
+@implementer(ISessionManager)
+class LookupRecorder:
+    """A manager that finds every key it is asked about, and records it."""
+
+    def __init__(self) -> None:
+        self.lookups: list[str] = []
+
+    def onSessionCreated(self, connection: IConnection) -> None:
+        pass
+
+    def onSessionLookup(self, key: str) -> SessionLookupResult:
+        self.lookups.append(key)
+        now = datetime.now(UTC)
+        return SessionLookupResult(now, now, {"user": "mallory"})
+
+    def onSessionClosed(self, key: str) -> None:
+        pass
+
+
 @implementer(ISessionKeyGenerator)
 class FixedKeys:
     def __init__(self, key: str) -> None:
@@ -445,3 +515,56 @@ class SlowManager:
 
     def onSessionClosed(self, key: str) -> None:
         pass
+
+
+class CrashLeftoversTests(TestCase):
+    """
+    C{twistd webwire} with file sessions cleans up what a crash left in its
+    session directory.
+    """
+
+    async def test_staleTemporariesRemovedAtStart(self) -> None:
+        """
+        The temporary file of a write a crash cut short is gone once the
+        server has started; one just written (by another server sharing the
+        directory) stays; sessions are served as usual meanwhile.
+        """
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        stale = directory.child(".wwrsess-0123456789abcdef.tmp")
+        fresh = directory.child(".wwrsess-fedcba9876543210.tmp")
+        for path in (stale, fresh):
+            path.setContent(b'{"c":"2019-')
+        old = time.time() - STALE_TEMPORARY_AGE - 60
+        os.utime(stale.path, (old, old))
+        config = Options()
+        config.parseOptions(
+            [
+                "--listen=tcp:0:interface=127.0.0.1",
+                f"--session-directory={directory.path}",
+            ]
+        )
+        cleaned: Deferred[str] = Deferred()
+
+        def observe(event: LogEvent) -> None:
+            text = formatEvent(event)
+            if "stale temporary" in text and not cleaned.called:
+                cleaned.callback(text)
+
+        observer = cast(ILogObserver, observe)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        service = makeService(config)
+        assert isinstance(service, WebWireService)
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = portNumber(await listeningPort(service))
+        client = await connectRaw(port)
+        await client.receivedCount(1)
+        session, _ = await loggedIn(client, "ada")
+        self.assertIn("removed 1 stale temporary file(s)", await cleaned)
+        self.assertFalse(stale.exists())
+        self.assertTrue(fresh.exists())
+        other = await connectRaw(port)
+        await other.receivedCount(1)
+        await assertRestores(self, other, session, {"user": "ada"})

@@ -519,7 +519,7 @@ class RedisOptionTests(SynchronousTestCase):
             _RecordedRedisManager.made,
             [
                 ("redis://127.0.0.1:6390/2", "webwire:session:", 60),
-                ("redis://127.0.0.1:6390/2", "webwire:session:chat:", 60),
+                ("redis://127.0.0.1:6390/2", "webwire:chat:session:", 60),
             ],
         )
         error = self.assertRaises(
@@ -553,7 +553,7 @@ class ClusterOptionTests(SynchronousTestCase):
             [(type(c), c.prefix, c.heartbeat) for c in clusters],  # type: ignore[attr-defined]
             [
                 (RedisCluster, "webwire:cluster:", 0.5),
-                (RedisCluster, "webwire:cluster:chat:", 0.5),
+                (RedisCluster, "webwire:chat:cluster:", 0.5),
             ],
         )
         for cluster in clusters:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from twisted.application.internet import backoffPolicy
 from twisted.internet import ssl
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import deferLater
@@ -121,7 +122,11 @@ class ClientHooks:
     def onSessionLost(
         self, client: WebWireClient, session: Session, reason: Failure
     ) -> None:
-        """The session could not be restored after a reconnection."""
+        """
+        The server answered that it does not know the session any more (on
+        a reconnection): the client forgot it. A failed restore for any
+        other reason keeps the session and does not call this.
+        """
 
 
 _REPLY_ERRORS: Final[dict[int, tuple[type[Exception], str]]] = {
@@ -449,8 +454,22 @@ class WebWireClient:
                     attempt += 1
                     await deferLater(self._clock, delay, lambda: None)
                     continue
-                await self._connected(protocol)
-                return
+                if await self._connected(protocol):
+                    return
+                # Lost while restoring the session: the session is kept, and
+                # the next connection tries again.
+                if self._status == DISABLED:
+                    return
+                if not self.options.autoconnect:
+                    self._status = DISCONNECTED
+                    self._failWaiters(
+                        Disconnected("the connection was lost while restoring")
+                    )
+                    return
+                self._status = CONNECTING
+                delay = self.options.retryPolicy(attempt)
+                attempt += 1
+                await deferLater(self._clock, delay, lambda: None)
         except CancelledError:
             pass  # close() stopped us
         finally:
@@ -474,7 +493,21 @@ class WebWireClient:
         )
         return await attempt
 
-    async def _connected(self, protocol: ClientProtocol) -> None:
+    async def _connected(self, protocol: ClientProtocol) -> bool:
+        """
+        Restore the session, if any, on the new connection, then hand the
+        connection to the calls that wait for one.
+
+        The session is forgotten (C{onSessionLost}) only if the server
+        answers that it does not know it. Any other failure keeps it, to be
+        restored on the next connection: a lost connection (the loop tries
+        again), a restore that gets no reply in time (the connection is
+        dropped, and the loop tries again), or another answer (shutdown,
+        internal error, too many connections, sessions disabled: this
+        connection is used without it).
+
+        :returns: Whether the connection is still there.
+        """
         self._protocol = protocol
         self._status = CONNECTED
         self._log.info("connected to {url}", url=self.url)
@@ -488,20 +521,28 @@ class WebWireClient:
                 self._setSession(_sessionFrom(await restore))
             except CancelledError:
                 raise  # close() while restoring
+            except SessionNotFound:
+                failure = Failure()
+                self._log.warn("the server does not know the session any more")
+                if self.session is session:
+                    self.session = None
+                _hook(self.hooks.onSessionLost, self, session, failure)
             except Exception:
                 failure = Failure()
                 self._log.warn(
-                    "the session could not be restored: {reason}",
+                    "the session could not be restored now ({reason}); it is "
+                    "kept, and restored on the next connection",
                     reason=failure.getErrorMessage(),
                 )
-                self.session = None
-                _hook(self.hooks.onSessionLost, self, session, failure)
+                if failure.check(DeferredTimeout) and self._protocol is protocol:
+                    protocol.dropConnection(abort=True)
         if self._protocol is not protocol:
-            return  # lost again meanwhile
+            return False  # lost again meanwhile
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(protocol)
         _hook(self.hooks.onConnected, self)
+        return True
 
     def _failWaiters(self, error: Exception) -> None:
         waiters, self._waiters = self._waiters, []

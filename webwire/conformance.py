@@ -28,7 +28,8 @@ end-to-end tests drive. Requests (names and payloads as sent):
     long without blocking anything, then echoes; anything else is error
     C{BAD_REQUEST};
   - C{signal-me} / C{signal-odd}: first send signal C{ping} / C{odd} with the
-    request's payload and encoding, then echo;
+    request's payload and encoding, then echo; a payload no signal can carry
+    (empty UTF-16) is error C{BAD_REQUEST};
   - anything else: error C{UNKNOWN_REQUEST} / C{unknown request: <name>}.
 
 Signals: C{echo-signal} is answered with signal C{echoed} carrying the same
@@ -61,6 +62,18 @@ class DeliberateInternalError(Exception):
 
 def _echo(request: wire.Request) -> wire.Payload:
     return wire.Payload(request.payload, request.encoding)
+
+
+def _signalBack(connection: IConnection, name: str, request: wire.Request) -> None:
+    """
+    Send signal C{name} with the request's payload and encoding; a payload
+    no signal can carry (an empty UTF-16 one) is the client's mistake:
+    error C{BAD_REQUEST}, not an internal error.
+    """
+    try:
+        connection.signal(name, _echo(request))
+    except wire.InvalidMessage as e:
+        raise RequestError("BAD_REQUEST", f"cannot signal that payload: {e}") from None
 
 
 class ConformanceApplication(Application):
@@ -102,10 +115,10 @@ class ConformanceApplication(Application):
         if name == "sleep":
             return self._sleep(request)
         if name == "signal-me":
-            connection.signal("ping", _echo(request))
+            _signalBack(connection, "ping", request)
             return _echo(request)
         if name == "signal-odd":
-            connection.signal("odd", _echo(request))
+            _signalBack(connection, "odd", request)
             return _echo(request)
         return super().onRequest(connection, request)
 

@@ -17,6 +17,7 @@ from zope.interface import implementer
 from webwire import wire
 from webwire.errors import SessionsDisabled
 from webwire.interfaces import ICluster, IConnection, IHandshakeRequest
+from webwire.logonce import RepeatedEvents
 from webwire.sessions.registry import SessionRegistry
 from webwire.sessions.session import Session
 
@@ -84,6 +85,9 @@ class _Channel(Protocol):
     @property
     def cluster(self) -> ICluster: ...
 
+    @property
+    def events(self) -> RepeatedEvents: ...
+
     def sendUnsolicited(self, data: bytes) -> None: ...
 
     def closeGracefully(self, code: int, reason: str) -> Deferred[None]: ...
@@ -138,6 +142,14 @@ class Connection:
         :raises webwire.errors.Disconnected: If the connection is closed.
         """
         self._channel.sendUnsolicited(data)
+
+    @property
+    def events(self) -> RepeatedEvents:
+        """
+        The repetitive log events of this connection: log what a client can
+        make happen once per message through it (see L{webwire.logonce}).
+        """
+        return self._channel.events
 
     @property
     def cluster(self) -> ICluster:

@@ -53,7 +53,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.static import File
 
@@ -67,6 +67,7 @@ from webwire.errors import (
     SessionsDisabled,
 )
 from webwire.interfaces import IConnection, RequestResult
+from webwire.logonce import eventsOf
 from webwire.resource import WebWireResource
 from webwire.server import WebWireServerFactory
 from webwire.sessions.session import formatTime
@@ -204,7 +205,9 @@ class ChatApplication(Application):
             raise RequestError(
                 "SESSIONS_UNAVAILABLE", "sessions are not available"
             ) from None
-        self._log.info("{user} signed in", user=user)
+        eventsOf(connection).emit(
+            self._log, "signed in", LogLevel.info, "{user} signed in", user=user
+        )
         self._updatePresence()
         return session.key
 
@@ -229,7 +232,13 @@ class ChatApplication(Application):
             ) from None
 
         def undelivered(f: Failure) -> bytes:
-            self._log.failure("a message did not reach the other processes", f)
+            eventsOf(connection).failure(
+                self._log,
+                "message undelivered",
+                "a message did not reach the other processes",
+                f,
+                LogLevel.error,
+            )
             raise RequestError(
                 "DELIVERY_FAILED", "the message reached this server's users only"
             )
@@ -256,7 +265,9 @@ class ChatApplication(Application):
             ) from None
         finally:
             self._updatePresence()
-        self._log.info("{user} signed out", user=user)
+        eventsOf(connection).emit(
+            self._log, "signed out", LogLevel.info, "{user} signed out", user=user
+        )
         return b""
 
     # Broadcasting ---------------------------------------------------------

@@ -61,7 +61,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
@@ -74,6 +74,7 @@ from webwire import wire
 from webwire.application import Application
 from webwire.errors import RequestError
 from webwire.interfaces import IConnection
+from webwire.logonce import eventsOf
 
 __all__ = [
     "BACKEND_ENVIRONMENT_VARIABLE",
@@ -362,7 +363,10 @@ class HTTPGateway(Application):
         if not self.forwardSignals:
             return
         if signal.name in ("", ".", ".."):
-            self._log.warn(
+            eventsOf(connection).emit(
+                self._log,
+                "signal not forwardable",
+                LogLevel.warn,
                 "dropped a signal named {name!r} from {peer}: cannot be forwarded",
                 name=signal.name,
                 peer=peerText(connection.peer),
@@ -538,7 +542,10 @@ class HTTPGateway(Application):
     ) -> None:
         if failure.check(CancelledError):
             return
-        self._log.warn(
+        eventsOf(connection).emit(
+            self._log,
+            "signal forwarding failed",
+            LogLevel.warn,
             "forwarding signal {name!r} from {peer} failed: {error}",
             name=name,
             peer=peerText(connection.peer),

@@ -404,6 +404,9 @@ class IWebWireClientHooks(Interface):
 
     def onSessionLost(client: WebWireClient, session: Session, reason: Failure) -> None:
         """
-        After a reconnection, the session could not be restored (e.g. the
-        server forgot it); the client no longer has it.
+        After a reconnection, the server answered that it does not know the
+        session (L{webwire.errors.SessionNotFound}); the client no longer
+        has it. Any other failure to restore it (the connection lost again,
+        no reply in time, shutdown, internal error) keeps the session, which
+        the client restores on its next connection: this is not called.
         """

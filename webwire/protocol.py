@@ -56,7 +56,7 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IPushProducer,
 )
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -69,6 +69,7 @@ from webwire.interfaces import (
     IConnection,
     IUpgradeGuard,
 )
+from webwire.logonce import RepeatedEvents
 from webwire.sessions.registry import SessionRegistry
 from webwire.sessions.session import Session
 
@@ -169,6 +170,8 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._closeCode = CLOSE_NORMAL
         self._closeReason = ""
         self._closeWaiters: list[Deferred[None]] = []
+        # What one message can make happen again and again is logged once.
+        self.events = RepeatedEvents("")
 
     def __repr__(self) -> str:
         return f"<WebWireServerProtocol {self.peer} {self._state}>"
@@ -304,6 +307,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         factory = self.factory
+        self.events.peer = self.peer
         clock = factory.reactor
         assert self._handshake is not None
         self._state = _OPEN
@@ -385,6 +389,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                     "onClientDisconnected failed for {peer}", f, peer=self.peer
                 )
             )
+        self.events.summarise()
         waiters, self._closeWaiters = self._closeWaiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -435,7 +440,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             else:
                 self._runSessionRequest(message, self.factory.sessions)
         else:
-            self._log.debug(
+            self.events.emit(
+                self._log,
+                "server-only message",
+                LogLevel.debug,
                 "ignoring {kind} from {peer}: only servers send it",
                 kind=kind.__name__,
                 peer=self.peer,
@@ -522,7 +530,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     def _sessionRequestFailed(
         self, failure: Failure, message: wire.RestoreSession | wire.CloseSession
     ) -> None:
-        self._log.failure(
+        self.events.failure(
+            self._log,
+            "session request failed",
             "session request from {peer} failed; answering with an internal error",
             failure,
             peer=self.peer,
@@ -563,14 +573,19 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             self._sendReply(self._buildReply(request, build, "error reply"))
             return
         if isinstance(error, CancelledError):
-            self._log.warn(
+            self.events.emit(
+                self._log,
+                "request cancelled",
+                LogLevel.warn,
                 "request {name!r} from {peer} was cancelled; answering with an "
                 "internal error",
                 name=request.name,
                 peer=self.peer,
             )
         else:
-            self._log.failure(
+            self.events.failure(
+                self._log,
+                "request handler failed",
                 "request handler for {name!r} from {peer} failed; answering "
                 "with an internal error",
                 failure,
@@ -592,7 +607,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         try:
             return build()
         except (TypeError, wire.InvalidMessage) as e:
-            self._log.error(
+            self.events.emit(
+                self._log,
+                "unsendable reply",
+                LogLevel.error,
                 "{what} to request {name!r} from {peer} cannot be sent "
                 "({error}); answering with an internal error",
                 what=what,
@@ -601,7 +619,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 error=e,
             )
         except Exception:
-            self._log.failure(
+            self.events.failure(
+                self._log,
+                "reply encoding failed",
                 "encoding the {what} to request {name!r} from {peer} failed; "
                 "answering with an internal error",
                 what=what,
@@ -612,13 +632,18 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     def _signalFailed(self, failure: Failure, signal: wire.Signal) -> None:
         if failure.check(CancelledError):
-            self._log.warn(
+            self.events.emit(
+                self._log,
+                "signal cancelled",
+                LogLevel.warn,
                 "signal handler for {name!r} from {peer} was cancelled",
                 name=signal.name,
                 peer=self.peer,
             )
         else:
-            self._log.failure(
+            self.events.failure(
+                self._log,
+                "signal handler failed",
                 "signal handler for {name!r} from {peer} failed",
                 failure,
                 name=signal.name,
@@ -643,6 +668,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 self._finishClosing()
         elif self._disconnected and not self._busy:
             self.factory._forget(self)
+            self.events.summarise()  # what happened after the disconnect
         if self.factory._draining:
             self.factory._checkDrained()
 
@@ -683,8 +709,12 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     def _sendReply(self, data: bytes) -> None:
         if self._state is _CLOSED or self.state != WebSocketProtocol.STATE_OPEN:
-            self._log.debug(
-                "reply for {peer} dropped: connection closed", peer=self.peer
+            self.events.emit(
+                self._log,
+                "reply dropped",
+                LogLevel.debug,
+                "reply for {peer} dropped: connection closed",
+                peer=self.peer,
             )
             return
         try:

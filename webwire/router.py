@@ -37,13 +37,14 @@ from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from webwire import wire
 from webwire.application import Application
 from webwire.errors import RequestError
 from webwire.interfaces import IConnection
+from webwire.logonce import eventsOf
 from webwire.middleware import Handler, Middleware, compose
 
 __all__ = ["Router", "SignalHandler"]
@@ -259,7 +260,10 @@ class Router(Application):
             return router._dispatchSignal(connection, inner, outer + prefix)
         if self._signalFallback is not None:
             return self._signalFallback(connection, signal)
-        self._log.debug(
+        eventsOf(connection).emit(
+            self._log,
+            "unknown signal",
+            LogLevel.debug,
             "ignored unknown signal {name!r} from {peer}",
             name=outer + signal.name,
             peer=connection.peer,

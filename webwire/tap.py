@@ -321,7 +321,8 @@ def _sessionManager(
     if config["sessions"] == "redis":
         from webwire.sessions.redis import RedisSessionManager
 
-        prefix = "webwire:session:" + (f"{subdirectory}:" if subdirectory else "")
+        # Prefixes that never nest: webwire:session: and webwire:chat:session:.
+        prefix = "webwire:" + (f"{subdirectory}:" if subdirectory else "") + "session:"
         return RedisSessionManager(
             config["redis-url"], prefix=prefix, maxIdle=maxIdle, clock=reactor
         )
@@ -335,7 +336,7 @@ def _cluster(
         return None
     from webwire.cluster.redis import RedisCluster
 
-    prefix = "webwire:cluster:" + (f"{application}:" if application else "")
+    prefix = "webwire:" + (f"{application}:" if application else "") + "cluster:"
     return RedisCluster(
         config["redis-url"],
         prefix=prefix,
@@ -351,9 +352,12 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     the browser client at C{/webwire.js}. With the default application it
     also serves the chat demo: its page at C{/}, its WebWire endpoint at
     C{/chat}, with sessions of its own (in C{chat} below the session
-    directory): a session of one application is no session of the other.
-    With C{--cluster} each has its own L{webwire.cluster.redis.RedisCluster}
-    too (prefixes C{webwire:cluster:} and C{webwire:cluster:chat:}).
+    directory, or under the Redis prefix C{webwire:chat:session:} beside
+    the application's C{webwire:session:}): a session of one application is
+    no session of the other, whatever key a client sends. With C{--cluster}
+    each has its own L{webwire.cluster.redis.RedisCluster} too (prefixes
+    C{webwire:cluster:} and C{webwire:chat:cluster:}). No prefix given here
+    starts with another.
 
     With C{--workers} above 1 it is a L{WorkerSupervisor} instead, which
     runs that many processes, each serving all of the above.

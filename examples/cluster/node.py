@@ -22,8 +22,8 @@ from examples.cluster import NODE_READY
 from webwire.cluster.redis import RedisCluster
 from webwire.sessions.redis import RedisSessionManager
 
-SESSION_PREFIX = "webwire:session:chat:"
-CLUSTER_PREFIX = "webwire:cluster:chat:"
+SESSION_PREFIX = "webwire:chat:session:"
+CLUSTER_PREFIX = "webwire:chat:cluster:"
 """The prefixes of C{twistd webwire --sessions redis --cluster}'s chat."""
 
 _log = Logger()

@@ -23,6 +23,12 @@ Differences from the Go manager, all deliberate:
   - Closing a session that has no file is not an error (see
     L{FileSessionManager}).
   - Sessions may expire (C{maxIdle}).
+  - Temporary files a crash left behind (C{.wwrsess-<16 hex>.tmp}, from a
+    write cut short by C{kill -9} or a power loss) are removed when the
+    service starts and at every sweep, once they are older than
+    L{STALE_TEMPORARY_AGE} (ten minutes): a write takes milliseconds, so
+    a temporary file that old belongs to no write in progress, not even
+    one of another server sharing the directory.
 
 Why a thread pool: the reactor serves every connection from one thread, and
 a synchronous disk write that ends with C{fsync} takes milliseconds on a
@@ -39,9 +45,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -68,6 +76,13 @@ SUFFIX = ".wwrsess"
 
 _TEMP_PREFIX = ".wwrsess-"
 _TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\.wwrsess-[0-9a-f]{16}\.tmp\Z")
+
+STALE_TEMPORARY_AGE = 600.0
+"""
+Seconds after its last modification when a temporary file is taken for a
+crash's leftover and removed: far longer than any write takes.
+"""
 _DIRECTORY_MODE = 0o700
 _FILE_MODE = 0o600
 _LOCK_STRIPES = 64
@@ -103,10 +118,6 @@ def _deferToReactorThreadPool(f: Callable[..., _T], *args: Any) -> Deferred[_T]:
 
     threads = IReactorThreads(reactor)
     return deferToThreadPool(threads, threads.getThreadPool(), f, *args)
-
-
-def _isSafe(key: object) -> bool:
-    return isinstance(key, str) and isSafeKey(key)
 
 
 def _encode(creation: str, lastLookup: str, info: Mapping[str, Any] | None) -> bytes:
@@ -196,8 +207,12 @@ class FileSessionManager(ExpiringManager):
     It is also a Twisted service: add it to your application (or start it)
     to have expired session files removed periodically when C{maxIdle} is
     set; a sweep only considers C{*.wwrsess} files with a valid key, leaves
-    everything else (temporary files included) alone, and skips (and
-    counts in a warning) files it cannot read.
+    everything else alone, and skips (and counts in a warning) files it
+    cannot read. Starting the service, and every sweep, also removes the
+    temporary files of writes a crash interrupted, once they are
+    L{STALE_TEMPORARY_AGE} seconds old (by their modification time, against
+    the system clock that set it, not C{clock}); younger ones may belong to
+    a write in progress in another process and are left alone.
 
     :param directory: Where the session files are. Default: C{wwrsess} in
         the working directory at construction time (C{os.path.abspath}); a
@@ -255,7 +270,7 @@ class FileSessionManager(ExpiringManager):
             if session is None:
                 raise ValueError("the connection has no session to store")
             key = session.key
-            if not _isSafe(key):
+            if not isSafeKey(key):
                 raise ValueError(
                     f"cannot store session {shortKey(str(key))} in a file: "
                     "its key is not 1 to 240 characters of [A-Za-z0-9_-]"
@@ -282,7 +297,7 @@ class FileSessionManager(ExpiringManager):
             with C{OSError} if it cannot be read or rewritten (it is then
             unchanged).
         """
-        if not _isSafe(key):
+        if not isSafeKey(key):
             return succeed(None)
         d = self._runInThread(self._lookup, key, self._now())
 
@@ -304,13 +319,14 @@ class FileSessionManager(ExpiringManager):
         :returns: A Deferred that fires once it is removed, or fails with
             C{OSError}.
         """
-        if not _isSafe(key):
+        if not isSafeKey(key):
             return succeed(None)
         return self._runInThread(self._remove, key)
 
     def _sweepExpired(self, now: datetime) -> Deferred[int]:
-        def report(outcome: tuple[int, int]) -> int:
-            removed, failed = outcome
+        def report(outcome: tuple[int, int, int]) -> int:
+            removed, failed, temporaries = outcome
+            self._logTemporaries(temporaries)
             if failed:
                 self._log.warn(
                     "sweep skipped {failed} unreadable session file(s) in {directory}",
@@ -321,7 +337,73 @@ class FileSessionManager(ExpiringManager):
 
         return self._runInThread(self._sweepFiles, now).addCallback(report)
 
+    def startService(self) -> None:
+        """
+        Start the service: remove the stale temporary files a crash left
+        (see L{removeStaleTemporaries}), and sweep expired sessions
+        periodically if C{maxIdle} is set.
+        """
+        super().startService()
+        # Best effort, in the background: nothing waits for it.
+        self.removeStaleTemporaries().addErrback(
+            lambda f: self._log.warn(
+                "could not remove stale temporary files in {directory}: {error}",
+                directory=self._path,
+                error=f.getErrorMessage(),
+            )
+        )
+
+    def removeStaleTemporaries(self) -> Deferred[int]:
+        """
+        Remove the temporary files (C{.wwrsess-<16 hex>.tmp}) of the
+        directory not modified for L{STALE_TEMPORARY_AGE} seconds: what a
+        crash during a write leaves. Younger ones, which may belong to a
+        write in progress (in this process or another), and anything that
+        is not a regular file are left alone.
+
+        :returns: A Deferred firing with how many were removed, or failing
+            with C{OSError} if the directory cannot be listed.
+        """
+
+        def logged(count: int) -> int:
+            self._logTemporaries(count)
+            return count
+
+        d = self._runInThread(self._removeTemporaries)
+        return d.addCallback(logged)
+
+    def _logTemporaries(self, count: int) -> None:
+        if count:
+            self._log.info(
+                "removed {count} stale temporary file(s) from {directory}",
+                count=count,
+                directory=self._path,
+            )
+
     # The file operations (run through runInThread).
+
+    def _removeTemporaries(self) -> int:
+        # Modification times are the system clock's, so is the age.
+        now = time.time()
+        try:
+            names = os.listdir(self._path)
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        for name in names:
+            if not _TEMP_NAME.match(name):
+                continue
+            path = os.path.join(self._path, name)
+            try:
+                status = os.lstat(path)
+                if stat.S_ISREG(status.st_mode) and (
+                    now - status.st_mtime > STALE_TEMPORARY_AGE
+                ):
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                pass  # renamed into place, or removed by another process
+        return removed
 
     def _lockFor(self, key: str) -> threading.Lock:
         return self._locks[hash(key) % _LOCK_STRIPES]
@@ -357,15 +439,16 @@ class FileSessionManager(ExpiringManager):
         with self._lockFor(key), _hidingKey(key):
             self._unlink(key)
 
-    def _sweepFiles(self, now: datetime) -> tuple[int, int]:
+    def _sweepFiles(self, now: datetime) -> tuple[int, int, int]:
         """
-        :returns: How many expired files were removed, and how many session
-            files could not be read or removed.
+        :returns: How many expired files were removed, how many session
+            files could not be read or removed, and how many stale temporary
+            files were removed.
         """
         try:
             names = os.listdir(self._path)
         except FileNotFoundError:
-            return 0, 0
+            return 0, 0, 0
         removed = failed = 0
         for name in names:
             key = name[: -len(SUFFIX)]
@@ -381,7 +464,7 @@ class FileSessionManager(ExpiringManager):
                         removed += 1
             except (OSError, ValueError):
                 failed += 1
-        return removed, failed
+        return removed, failed, self._removeTemporaries()
 
     def _read(self, key: str) -> _StoredSession | None:
         """

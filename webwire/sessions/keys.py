@@ -13,9 +13,21 @@ from zope.interface import implementer
 
 from webwire.interfaces import ISessionKeyGenerator
 
-__all__ = ["RandomKeyGenerator", "checkKey", "isSafeKey", "shortKey"]
+__all__ = [
+    "KEY_ALPHABET",
+    "MAX_KEY_LENGTH",
+    "RandomKeyGenerator",
+    "checkKey",
+    "isSafeKey",
+    "shortKey",
+]
 
-_PRINTABLE = re.compile(r"[\x20-\x7e]{1,255}\Z")
+KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+"""The characters of a session key: those of URL-safe base64."""
+
+MAX_KEY_LENGTH = 240
+"""The longest session key, in characters."""
+
 _SAFE = re.compile(r"[A-Za-z0-9_-]{1,240}\Z")
 
 
@@ -34,26 +46,35 @@ class RandomKeyGenerator:
 
 def checkKey(key: object) -> str:
     """
-    Check a generated key: 1 to 255 printable ASCII characters, so that every
-    client can send it back.
+    Check a generated key: 1 to L{MAX_KEY_LENGTH} characters of
+    L{KEY_ALPHABET}, the default generator's alphabet. Only such keys can be
+    restored: the server answers "session not found" to a restore of any
+    other key without asking the session manager or the cluster, so a
+    generator that makes other keys would make sessions nobody can restore.
 
     :returns: C{key}.
     :raises ValueError: If the key is not valid.
     """
-    if not isinstance(key, str) or not _PRINTABLE.match(key):
+    if not isinstance(key, str) or not isSafeKey(key):
         raise ValueError(
-            f"a session key must be 1 to 255 printable ASCII characters, not {key!r}"
+            f"a session key must be 1 to {MAX_KEY_LENGTH} characters of "
+            f"[A-Za-z0-9_-], not {key!r}"
         )
     return key
 
 
-def isSafeKey(key: str) -> bool:
+def isSafeKey(key: object) -> bool:
     """
-    Whether C{key} may become part of a file or database name: 1 to 240
-    characters of the default generator's alphabet (C{[A-Za-z0-9_-]}).
-    Managers treat any other key as unknown.
+    Whether C{key} is a valid session key: a string of 1 to
+    L{MAX_KEY_LENGTH} characters of L{KEY_ALPHABET} (C{[A-Za-z0-9_-]}).
+
+    Every session manager checks a key with it before any lookup, and
+    treats any other key as unknown. Since no key contains a character
+    outside the alphabet, a namespace prefix that ends with one (C{":"},
+    C{"/"}) can never be reached from another prefix's namespace: see
+    L{webwire.sessions.redis.RedisSessionManager}.
     """
-    return _SAFE.match(key) is not None
+    return isinstance(key, str) and _SAFE.match(key) is not None
 
 
 def shortKey(key: str) -> str:

@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from webwire.interfaces import IConnection, ISessionManager
 from webwire.sessions._expiry import ExpiringManager
-from webwire.sessions.keys import shortKey
+from webwire.sessions.keys import isSafeKey, shortKey
 from webwire.sessions.session import SessionLookupResult
 
 if TYPE_CHECKING:
@@ -39,7 +39,9 @@ class MemorySessionManager(ExpiringManager):
     """
     Keeps sessions in a dictionary, key -> (creation, last lookup, info).
 
-    Any key is accepted: nothing becomes a file name.
+    Keys are checked with L{isSafeKey} before anything else, as by every
+    manager: any other key is unknown on lookup, ignored on close, and
+    refused (C{ValueError}) on creation.
 
     It is also a Twisted service: add it to your application (or start it)
     to have expired sessions removed periodically when C{maxIdle} is set.
@@ -80,11 +82,17 @@ class MemorySessionManager(ExpiringManager):
         """
         Store the session of C{connection}.
 
-        :raises ValueError: If the connection has no session.
+        :raises ValueError: If the connection has no session, or its key is
+            not valid (L{isSafeKey}).
         """
         session = connection.session
         if session is None:
             raise ValueError("the connection has no session to store")
+        if not isSafeKey(session.key):
+            raise ValueError(
+                f"cannot store session {shortKey(str(session.key))}: its key is "
+                "not 1 to 240 characters of [A-Za-z0-9_-]"
+            )
         self._sessions[session.key] = _Entry(
             session.creation, session.lastLookup, deepcopy(dict(session.info))
         )
@@ -94,9 +102,11 @@ class MemorySessionManager(ExpiringManager):
         Find the session C{key} and record that it was looked up now.
 
         :returns: The session's creation time, previous lookup time and info
-            (a copy); or C{None} if it is unknown or expired (it is then
-            forgotten).
+            (a copy); or C{None} if it is unknown, expired (it is then
+            forgotten) or the key is not valid.
         """
+        if not isSafeKey(key):
+            return None
         entry = self._sessions.get(key)
         if entry is None:
             return None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -30,7 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from webwire.interfaces import IConnection, ISessionManager
-from webwire.sessions.keys import shortKey
+from webwire.sessions.keys import KEY_ALPHABET, isSafeKey, shortKey
 from webwire.sessions.session import SessionLookupResult, formatTime, parseTime
 
 if TYPE_CHECKING:
@@ -44,8 +43,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-_PRINTABLE = re.compile(r"[\x20-\x7e]{1,255}\Z")
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds an operation may take before its Deferred fails."""
@@ -187,9 +184,16 @@ class RedisSessionManager:
     error and answers "internal error"): an outage is never reported as
     "session not found".
 
-    Keys are only used inside Redis key names; still, a key that is not 1 to
-    255 printable ASCII characters is unknown on lookup, ignored on close,
-    and refused (C{ValueError}) on creation.
+    Keys are checked with L{isSafeKey} before any Redis command: a key that
+    is not 1 to 240 characters of C{[A-Za-z0-9_-]} is unknown on lookup,
+    ignored on close, and refused (C{ValueError}) on creation.
+
+    The prefix is a namespace: it must end with a character that no key
+    contains (C{":"} by convention), so that C{<prefix><key>} of one
+    manager is never C{<prefix><key>} of a manager with another prefix,
+    even when one prefix starts with the other (C{webwire:session:} and
+    C{webwire:session:chat:}): a key would need a C{":"} to reach across.
+    Two applications sharing a Redis need different prefixes.
 
     Closing is idempotent: closing an unknown (or expired) session is not
     an error.
@@ -205,7 +209,9 @@ class RedisSessionManager:
 
     :param url: C{redis://[:password@]host[:port][/db]}; default: database
         0 on 127.0.0.1:6379.
-    :param prefix: Prepended to each key to name its Redis hash.
+    :param prefix: Prepended to each key to name its Redis hash: the
+        manager's namespace. It must end with a character outside the key
+        alphabet.
     :param maxIdle: Seconds a session may stay unused (since its creation
         or last lookup) before Redis forgets it; C{None} (the default):
         never. Redis counts whole seconds: this is rounded up.
@@ -213,7 +219,8 @@ class RedisSessionManager:
         default: the global reactor.
     :param timeout: Seconds each operation may take (connecting included).
     :param poolSize: How many connections the pool keeps open.
-    :raises ValueError: If C{url} is not a C{redis://} URL, or C{maxIdle} or
+    :raises ValueError: If C{url} is not a C{redis://} URL, C{prefix} does
+        not end with a character outside the key alphabet, or C{maxIdle} or
         C{timeout} is not positive.
     """
 
@@ -232,6 +239,11 @@ class RedisSessionManager:
             raise ValueError(f"maxIdle must be positive or None, not {maxIdle!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if not prefix or prefix[-1] in KEY_ALPHABET:
+            raise ValueError(
+                "the prefix must end with a character no session key contains "
+                f"(such as ':'), not {prefix!r}"
+            )
         self.maxIdle = maxIdle
         self.prefix = prefix
         self.timeout = timeout
@@ -277,7 +289,7 @@ class RedisSessionManager:
 
         :returns: A Deferred that fires once it is stored, or fails with
             C{ValueError} if the connection has no session, its key is not
-            printable ASCII or its info is not JSON, or with the Redis
+            valid or its info is not JSON, or with the Redis
             error (or a timeout).
         """
         try:
@@ -285,10 +297,10 @@ class RedisSessionManager:
             if session is None:
                 raise ValueError("the connection has no session to store")
             key = session.key
-            if not isinstance(key, str) or not _PRINTABLE.match(key):
+            if not isSafeKey(key):
                 raise ValueError(
                     f"cannot store session {shortKey(str(key))}: its key is "
-                    "not 1 to 255 printable ASCII characters"
+                    "not 1 to 240 characters of [A-Za-z0-9_-]"
                 )
             fields = {
                 "c": formatTime(session.creation),
@@ -311,12 +323,12 @@ class RedisSessionManager:
 
         :returns: A Deferred that fires with the session's creation time,
             previous lookup time and info, or with C{None} if there is no
-            such session (or it expired, or the key is not printable
-            ASCII). It fails with L{CorruptRedisSessionError} if the hash
+            such session (or it expired, or the key is not valid:
+            L{isSafeKey}). It fails with L{CorruptRedisSessionError} if the hash
             is not a valid session, and with the Redis error (or a timeout)
             if Redis cannot answer: never C{None} for an outage.
         """
-        if not isinstance(key, str) or not _PRINTABLE.match(key):
+        if not isSafeKey(key):
             return succeed(None)
         now = formatTime(datetime.fromtimestamp(self.clock.seconds(), UTC))
         d: Deferred[Any] = self._pool.eval(
@@ -337,7 +349,7 @@ class RedisSessionManager:
         :returns: A Deferred that fires once it is deleted, or fails with
             the Redis error (or a timeout).
         """
-        if not isinstance(key, str) or not _PRINTABLE.match(key):
+        if not isSafeKey(key):
             return succeed(None)
         d: Deferred[Any] = self._pool.delete(self._name(key))
         return self._bounded(d).addCallback(lambda _: None)

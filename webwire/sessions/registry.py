@@ -31,7 +31,7 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from webwire import wire
@@ -42,7 +42,8 @@ from webwire.interfaces import (
     ISessionKeyGenerator,
     ISessionManager,
 )
-from webwire.sessions.keys import checkKey, shortKey
+from webwire.logonce import RepeatedEvents, eventsOf
+from webwire.sessions.keys import checkKey, isSafeKey, shortKey
 from webwire.sessions.session import Session, SessionLookupResult
 
 __all__ = ["SessionChannel", "SessionRegistry"]
@@ -129,11 +130,20 @@ class SessionRegistry:
             return fail(e)
         self._attach(key, channel)
         channel.session = session
-        self._count(self.cluster.add(key), key)
-        _log.info("session {key} created", key=shortKey(key))
+        events = eventsOf(channel)
+        self._count(self.cluster.add(key), key, events)
+        events.emit(
+            _log,
+            "session created",
+            LogLevel.info,
+            "session {key} created",
+            key=shortKey(key),
+        )
         stored = _call(self.manager.onSessionCreated, channel.connection)
         stored.addErrback(
-            lambda f: _log.failure(
+            lambda f: events.failure(
+                _log,
+                "session store failed",
                 "the session manager failed to store session {key}; it stays "
                 "active but cannot be restored",
                 f,
@@ -149,6 +159,9 @@ class SessionRegistry:
         """
         Answer a client's restore-session request.
 
+        A key that is not valid (L{isSafeKey}) is answered "session not
+        found" at once, before the cluster or the session manager sees it.
+
         :returns: A Deferred firing with the encoded reply: the session JSON
             as a UTF-8 reply, or session-not-found, maximum connections
             reached or internal error.
@@ -158,12 +171,21 @@ class SessionRegistry:
     async def _restore(
         self, channel: SessionChannel, identifier: bytes, key: str
     ) -> bytes:
+        if not isSafeKey(key):
+            # Never a key of ours: neither the cluster's counts nor the
+            # session manager see it.
+            return wire.encodeSpecialReply(
+                wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
+            )
+        events = eventsOf(channel)
         held = channel.session is not None and channel.session.key == key
         if not held:
             try:
                 counted = await self.cluster.reserve(key, self.maxConnections)
             except Exception:
-                _log.failure(
+                events.failure(
+                    _log,
+                    "session count failed",
                     "counting the connections of session {key} failed",
                     key=shortKey(key),
                 )
@@ -194,25 +216,42 @@ class SessionRegistry:
                     channel.messageBufferSize,
                 )
         except CancelledError:
-            _log.warn("restoring session {key} was cancelled", key=shortKey(key))
+            events.emit(
+                _log,
+                "session restore cancelled",
+                LogLevel.warn,
+                "restoring session {key} was cancelled",
+                key=shortKey(key),
+            )
             session, reply = None, _internalError(identifier)
         except Exception:
-            _log.failure("restoring session {key} failed", key=shortKey(key))
+            events.failure(
+                _log,
+                "session restore failed",
+                "restoring session {key} failed",
+                key=shortKey(key),
+            )
             session, reply = None, _internalError(identifier)
         if held:
             return reply
         if session is None or not channel.isActive:
-            self._count(self.cluster.release(key), key)
+            self._count(self.cluster.release(key), key, events)
             return reply
         if channel.session is not None:
             # Restoring another session on a connection that has one: the
             # old one is let go of first, not destroyed.
             old = channel.session.key
             self._detach(old, channel)
-            self._count(self.cluster.release(old), old)
+            self._count(self.cluster.release(old), old, events)
         self._attach(key, channel)
         channel.session = session
-        _log.info("session {key} restored", key=shortKey(key))
+        events.emit(
+            _log,
+            "session restored",
+            LogLevel.info,
+            "session {key} restored",
+            key=shortKey(key),
+        )
         return reply
 
     def clientClose(
@@ -253,16 +292,29 @@ class SessionRegistry:
         ]
         return gatherResults(closing).addCallback(lambda _: None)
 
-    def destroy(self, key: str) -> Deferred[None]:
+    def destroy(self, key: str, events: RepeatedEvents | None = None) -> Deferred[None]:
         """
         Call the session manager's close hook for C{key}; a failure is
         logged and passed on.
+
+        :param events: Where to log, for a close caused by a connection:
+            its L{RepeatedEvents}; by default everything is logged.
         """
-        _log.info("session {key} closed", key=shortKey(key))
+        if events is None:
+            events = RepeatedEvents(None)  # logs everything
+        events.emit(
+            _log,
+            "session closed",
+            LogLevel.info,
+            "session {key} closed",
+            key=shortKey(key),
+        )
         closed = _call(self.manager.onSessionClosed, key)
 
         def failed(f: Failure) -> Failure:
-            _log.failure(
+            events.failure(
+                _log,
+                "session forget failed",
                 "the session manager failed to forget session {key}",
                 f,
                 key=shortKey(key),
@@ -278,7 +330,7 @@ class SessionRegistry:
         if channel.session is not None:
             key = channel.session.key
             if self._detach(key, channel):
-                self._count(self.cluster.release(key), key)
+                self._count(self.cluster.release(key), key, eventsOf(channel))
 
     # Bookkeeping ----------------------------------------------------------
 
@@ -296,11 +348,14 @@ class SessionRegistry:
             return succeed(None)
         released = self.cluster.release(key)
         if not destroy:
-            self._count(released, key)
+            self._count(released, key, eventsOf(channel))
             return succeed(None)
 
         def uncounted(f: Failure) -> int:
-            _log.warn(
+            eventsOf(channel).emit(
+                _log,
+                "session count failed",
+                LogLevel.warn,
                 "counting the connections of session {key} failed ({error}); "
                 "it is destroyed if this server holds it no more",
                 key=shortKey(key),
@@ -311,17 +366,20 @@ class SessionRegistry:
         def destroyIfLast(left: int) -> Deferred[None] | None:
             if left > 0:
                 return None
-            return self.destroy(key).addErrback(lambda _: None)
+            return self.destroy(key, eventsOf(channel)).addErrback(lambda _: None)
 
         return released.addErrback(uncounted).addCallback(destroyIfLast)
 
-    def _count(self, counting: Deferred[Any], key: str) -> None:
+    def _count(self, counting: Deferred[Any], key: str, events: RepeatedEvents) -> None:
         """
         Log the failure of a count nobody waits for (a warning: the cluster
         corrects its counts when it can).
         """
         counting.addErrback(
-            lambda f: _log.warn(
+            lambda f: events.emit(
+                _log,
+                "session count failed",
+                LogLevel.warn,
                 "counting the connections of session {key} failed: {error}",
                 key=shortKey(key),
                 error=f.getErrorMessage(),
