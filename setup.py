@@ -33,6 +33,7 @@ setup(
         "zope.interface>=8",
         "attrs",
         "treq>=24.9",
+        "prometheus-client>=0.20",
     ],
     extras_require={
         # Browser tests drive Debian's chromium (/usr/bin/chromium) through

@@ -6,6 +6,7 @@ C{twistd webwire}: command-line options and the service they make.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
+from webwire._version import __version__
 from webwire.interfaces import ICluster, ISessionManager, IWebWireServer
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
@@ -198,6 +200,13 @@ class Options(usage.Options):
             "request to this URL (POST <backend>/<name>).",
         ],
         [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
+            "tcp:9100:interface=127.0.0.1 [default: none]",
+        ],
+        [
             "backend-timeout",
             None,
             10.0,
@@ -223,6 +232,11 @@ class Options(usage.Options):
     def opt_path(self, path: str) -> None:
         """Accept WebSocket upgrades only on this path (repeatable), e.g. /ws [default: any path]"""  # noqa: E501 (one line: --help keeps line breaks)
         self["paths"].append(path)
+
+    def opt_version(self) -> None:
+        """Print the WebWire version and exit."""
+        sys.stdout.write(f"webwire {__version__}\n")
+        sys.exit(0)
 
     def postOptions(self) -> None:
         if not self["listen"]:
@@ -326,18 +340,25 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     C{/chat}, with sessions of its own (in C{chat} below the session
     directory): a session of one application is no session of the other.
     With C{--cluster} each has its own L{webwire.cluster.redis.RedisCluster}
-    too (prefixes C{webwire:cluster:} and C{webwire:cluster:chat:}).
+    too (prefixes C{webwire:cluster:} and C{webwire:cluster:chat:}). With
+    C{--metrics} one L{webwire.metrics.ServerMetrics} counts for both.
 
     :param config: Parsed L{Options}.
     :param reactor: The reactor to listen with; the global one if omitted.
     """
     manager = _sessionManager(config, reactor)
+    metrics = None
+    if config["metrics"] is not None:
+        from webwire.metrics import ServerMetrics, newRegistry
+
+        metrics = ServerMetrics(newRegistry())
     factory = WebWireServerFactory(
         config["application"],
         config["options"],
         sessionManager=manager,
         cluster=_cluster(config, reactor),
         reactor=reactor,
+        observer=metrics,
     )
     more: list[WebWireServerFactory] = []
     if config["app"] == DEFAULT_APP and config["backend"] is None:
@@ -349,6 +370,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             sessionManager=_sessionManager(config, reactor, "chat"),
             cluster=_cluster(config, reactor, "chat"),
             reactor=reactor,
+            observer=metrics,
         )
         more.append(chat)
         root = makeDemoRoot(factory, chat)
@@ -361,6 +383,10 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         site=makeSite(root),
         moreFactories=more,
     )
+    if metrics is not None:
+        from webwire.metrics import metricsService
+
+        metricsService(config["metrics"], metrics, reactor).setServiceParent(service)
     if config["backend"] is not None:
         _Closing(config["application"].close).setServiceParent(service)
     for served in service.factories:

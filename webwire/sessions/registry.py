@@ -42,6 +42,7 @@ from webwire.interfaces import (
     ISessionKeyGenerator,
     ISessionManager,
 )
+from webwire.metrics import NULL_OBSERVER, IServerObserver
 from webwire.sessions.keys import checkKey, shortKey
 from webwire.sessions.session import Session, SessionLookupResult
 
@@ -78,6 +79,7 @@ class SessionRegistry:
     :ivar maxConnections: Connections one session may have at once; 0 for
         no limit (only restores are limited, as in the original server).
     :ivar cluster: The L{ICluster} that counts each session's connections.
+    :ivar observer: The L{IServerObserver} told of sessions and failures.
     """
 
     def __init__(
@@ -87,11 +89,13 @@ class SessionRegistry:
         maxConnections: int,
         clock: IReactorTime,
         cluster: ICluster,
+        observer: IServerObserver = NULL_OBSERVER,
     ) -> None:
         self.manager = manager
         self.keyGenerator = keyGenerator
         self.maxConnections = maxConnections
         self.cluster = cluster
+        self.observer = observer
         self._clock = clock
         self._channels: dict[str, set[SessionChannel]] = {}
 
@@ -131,15 +135,19 @@ class SessionRegistry:
         channel.session = session
         self._count(self.cluster.add(key), key)
         _log.info("session {key} created", key=shortKey(key))
+        self.observer.sessionCreated()
         stored = _call(self.manager.onSessionCreated, channel.connection)
-        stored.addErrback(
-            lambda f: _log.failure(
+
+        def unstored(f: Failure) -> None:
+            self.observer.sessionManagerFailure("store")
+            _log.failure(
                 "the session manager failed to store session {key}; it stays "
                 "active but cannot be restored",
                 f,
                 key=shortKey(key),
             )
-        )
+
+        stored.addErrback(unstored)
         created: Deferred[Session] = stored.addCallback(lambda _: session)
         return created
 
@@ -167,8 +175,11 @@ class SessionRegistry:
                     "counting the connections of session {key} failed",
                     key=shortKey(key),
                 )
+                self.observer.clusterFailure("count")
+                self.observer.restoreFailed("error")
                 return _internalError(identifier)
             if not counted:
+                self.observer.restoreFailed("limit")
                 return wire.encodeSpecialReply(
                     wire.MessageType.REPLY_MAX_SESSION_CONNECTIONS_REACHED,
                     identifier,
@@ -177,6 +188,7 @@ class SessionRegistry:
         try:
             result = await _call(self.manager.onSessionLookup, key)
             if result is None:
+                self.observer.restoreFailed("not_found")
                 reply = wire.encodeSpecialReply(
                     wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
                 )
@@ -195,9 +207,12 @@ class SessionRegistry:
                 )
         except CancelledError:
             _log.warn("restoring session {key} was cancelled", key=shortKey(key))
+            self.observer.restoreFailed("error")
             session, reply = None, _internalError(identifier)
         except Exception:
             _log.failure("restoring session {key} failed", key=shortKey(key))
+            self.observer.sessionManagerFailure("lookup")
+            self.observer.restoreFailed("error")
             session, reply = None, _internalError(identifier)
         if held:
             return reply
@@ -213,6 +228,7 @@ class SessionRegistry:
         self._attach(key, channel)
         channel.session = session
         _log.info("session {key} restored", key=shortKey(key))
+        self.observer.sessionRestored()
         return reply
 
     def clientClose(
@@ -259,9 +275,11 @@ class SessionRegistry:
         logged and passed on.
         """
         _log.info("session {key} closed", key=shortKey(key))
+        self.observer.sessionClosed()
         closed = _call(self.manager.onSessionClosed, key)
 
         def failed(f: Failure) -> Failure:
+            self.observer.sessionManagerFailure("forget")
             _log.failure(
                 "the session manager failed to forget session {key}",
                 f,
@@ -300,6 +318,7 @@ class SessionRegistry:
             return succeed(None)
 
         def uncounted(f: Failure) -> int:
+            self.observer.clusterFailure("count")
             _log.warn(
                 "counting the connections of session {key} failed ({error}); "
                 "it is destroyed if this server holds it no more",
@@ -320,13 +339,16 @@ class SessionRegistry:
         Log the failure of a count nobody waits for (a warning: the cluster
         corrects its counts when it can).
         """
-        counting.addErrback(
-            lambda f: _log.warn(
+
+        def failed(f: Failure) -> None:
+            self.observer.clusterFailure("count")
+            _log.warn(
                 "counting the connections of session {key} failed: {error}",
                 key=shortKey(key),
                 error=f.getErrorMessage(),
             )
-        )
+
+        counting.addErrback(failed)
 
     def _attach(self, key: str, channel: SessionChannel) -> None:
         self._channels.setdefault(key, set()).add(channel)
