@@ -11,6 +11,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+# The project's public home; every project URL below is derived from it.
+HOME = "https://github.com/webwire-twisted/webwire-twisted"
 VERSION = re.search(
     r'__version__ = "([^"]+)"', (HERE / "webwire" / "_version.py").read_text()
 ).group(1)
@@ -21,8 +23,20 @@ setup(
     description="WebWire 2.0 binary messaging over WebSockets, for Twisted.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    author="The WebWire for Twisted developers",
+    # An SPDX expression (PEP 639), which replaces the licence classifier.
     license="MIT",
     license_files=["LICENSE"],
+    url=HOME,
+    project_urls={
+        "Source": HOME,
+        "Issues": f"{HOME}/issues",
+        "Changelog": f"{HOME}/blob/main/CHANGELOG.md",
+        "Documentation": f"{HOME}#readme",
+        "Protocol (Go reference)": "https://github.com/qbeon/webwire-go",
+    },
+    keywords=["webwire", "websocket", "twisted", "autobahn", "messaging", "rpc"],
+    # What .ci/run proves: the suite on every CPython >= 3.11 it finds.
     python_requires=">=3.11",
     packages=find_packages(include=["webwire", "webwire.*"]) + ["twisted.plugins"],
     package_data={"webwire": ["py.typed", "static/*.js", "static/*.html"]},
@@ -42,6 +56,9 @@ setup(
         # The Redis session manager.
         "redis": ["txredisapi"],
         "dev": [
+            "build",
+            "pydoctor",
+            "twine",
             "hypothesis",
             "playwright",
             "txredisapi",
@@ -53,7 +70,20 @@ setup(
         ],
     },
     classifiers=[
+        "Development Status :: 4 - Beta",
+        "Environment :: No Input/Output (Daemon)",
         "Framework :: Twisted",
+        "Intended Audience :: Developers",
+        "Operating System :: OS Independent",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Programming Language :: Python :: Implementation :: CPython",
+        "Topic :: Internet :: WWW/HTTP",
+        "Topic :: Software Development :: Libraries :: Python Modules",
+        "Topic :: System :: Networking",
+        "Typing :: Typed",
     ],
 )

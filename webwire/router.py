@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_router -*-
 """
-Dispatch requests and signals by name.
+Dispatch requests and signals by name::
 
     router = Router()
 
