@@ -34,6 +34,7 @@ from webwire.interfaces import (
     IWebWireClientHooks,
     IWebWireServer,
 )
+from webwire.metrics import IServerObserver
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory, WebWireServerProtocol
 from webwire.sessions.memory import MemorySessionManager
@@ -183,6 +184,7 @@ class LoopbackServer:
         keyGenerator: ISessionKeyGenerator | None = None,
         port: int = 0,
         cluster: ICluster | None = None,
+        observer: IServerObserver | None = None,
     ) -> None:
         """
         Sessions are kept in memory unless C{sessionManager} says otherwise
@@ -198,6 +200,7 @@ class LoopbackServer:
             keyGenerator=keyGenerator,
             cluster=cluster,
             reactor=clock if clock is not None else reactor,
+            observer=observer,
         )
         self.port: IListeningPort = reactor.listenTCP(
             port, self.factory, interface="127.0.0.1"

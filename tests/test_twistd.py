@@ -231,3 +231,21 @@ class TwistdBackendTests(TestCase):
         transport.signalProcess(signal.SIGTERM)
         await process.ended
         self.assertIn("shutdown complete", process.output.decode())
+
+
+class TwistdVersionTests(TestCase):
+    """C{twistd webwire --version} names WebWire's version, not Twisted's."""
+
+    timeout = 60
+
+    async def test_version(self) -> None:
+        """It prints C{webwire <version>} and exits with status 0."""
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        from webwire import __version__
+
+        env = dict(os.environ, PYTHONPATH=ROOT.path)
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, [*TWISTD, "webwire", "--version"], env=env
+        )
+        self.assertEqual((out, code), (f"webwire {__version__}\n".encode(), 0), err)

@@ -75,6 +75,18 @@ class WorkersOptionTests(SynchronousTestCase):
             self.parse("--workers", "1", "--sessions", "memory")["workers"], 1
         )
 
+    def test_metrics(self) -> None:
+        """
+        One metrics endpoint cannot serve several workers: refused in one
+        line.
+        """
+        message = self.assertUsageError(
+            "--workers", "2", "--metrics", "tcp:0:interface=127.0.0.1"
+        )
+        self.assertIn("--metrics cannot be used with --workers", message)
+        config = self.parse("--workers", "1", "--metrics", "tcp:0")
+        self.assertEqual(config["metrics"], "tcp:0")
+
     def test_endpoints(self) -> None:
         """
         tcp, tcp6, unix and ssl endpoints can be shared; a wrapping

@@ -92,6 +92,16 @@ class ConformanceApplication(Application):
             reactor = globalReactor
         self._reactor = reactor
 
+    REQUEST_NAMES = frozenset(
+        {"", "echo", "oddecho", "echo-binary", "error", "internal", "login"}
+        | {"whoami", "logout", "sleep", "signal-me", "signal-odd"}
+    )
+    """The requests it answers."""
+
+    def knowsRequest(self, name: str) -> bool:
+        """Whether it answers request C{name} (see L{webwire.metrics})."""
+        return name in self.REQUEST_NAMES
+
     def onRequest(
         self, connection: IConnection, request: wire.Request
     ) -> RequestResult:

@@ -164,6 +164,13 @@ class ChatApplication(Application):
         self.connections.discard(connection)
         self._updatePresence()
 
+    REQUEST_NAMES = frozenset({"login", "say", "who", "logout"})
+    """The requests it answers."""
+
+    def knowsRequest(self, name: str) -> bool:
+        """Whether it answers request C{name} (see L{webwire.metrics})."""
+        return name in self.REQUEST_NAMES
+
     def onRequest(
         self, connection: IConnection, request: wire.Request
     ) -> RequestResult:

@@ -299,8 +299,8 @@ class HTTPGateway(Application):
         :param messageBufferSize: The server's message buffer size
             (L{webwire.options.ServerOptions.messageBufferSize}): response
             bodies that would not fit in a reply are refused.
-        :param agent: The agent to send with; by default an L{Agent} with a
-            persistent L{HTTPConnectionPool}, owned (and closed) by the
+        :param agent: The agent to send with; by default an C{Agent} with a
+            persistent C{HTTPConnectionPool}, owned (and closed) by the
             gateway. An injected agent is not closed by L{close}.
         :param reactor: The reactor to connect with; the global one if
             C{None}.

@@ -48,7 +48,7 @@ class IHandshakeRequest(Interface):
     params = Attribute("The query parameters (C{Mapping[str, list[str]]}).")
     origin = Attribute("The C{Origin} header, or C{None} (C{str | None}).")
     cookies = Attribute("The request's cookies (C{Mapping[str, str]}).")
-    peer = Attribute("The client's address (L{IAddress}).")
+    peer = Attribute("The client's address (C{IAddress}).")
 
 
 class IConnection(Interface):
@@ -56,7 +56,7 @@ class IConnection(Interface):
     One client connection, as the application's hooks see it.
     """
 
-    peer = Attribute("The client's address (L{IAddress}).")
+    peer = Attribute("The client's address (C{IAddress}).")
     creation = Attribute("When the connection was opened (aware C{datetime}, UTC).")
     request = Attribute("The handshake request (L{IHandshakeRequest}).")
     isActive = Attribute(
@@ -332,7 +332,7 @@ class IWebWireServer(Interface):
     """
     A WebWire application: what the server calls for each connection.
 
-    Every hook may return a plain value, a L{Deferred} or a coroutine.
+    Every hook may return a plain value, a C{Deferred} or a coroutine.
     Subclass L{webwire.application.Application} to implement only the hooks
     you need.
     """

@@ -6,7 +6,7 @@ A middleware is a callable C{middleware(connection, request, next)}. It may
 look at or replace the request, call C{next(connection, request)} to run the
 next layer (the next middleware, and finally the handler), and return what
 the request's reply should be: a value, a Deferred or a coroutine, exactly
-as a request handler does. C{next} always returns a L{Deferred}, so its
+as a request handler does. C{next} always returns a C{Deferred}, so its
 outcome can be awaited or given callbacks; a middleware that does not call
 it answers the request itself (it may raise L{RequestError}).
 
@@ -356,7 +356,7 @@ def accessLog(
     for any other failure, cancellation included) and C{durationMs}
     (float). Payloads are never logged. The outcome is not changed.
 
-    :param logger: Where to log; a L{Logger} in namespace
+    :param logger: Where to log; a C{Logger} in namespace
         C{webwire.access} if omitted.
     :param clock: What durations are measured with; the global reactor if
         omitted.

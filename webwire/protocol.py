@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from autobahn.exception import Disconnected as _SocketClosed
@@ -70,6 +71,7 @@ from webwire.interfaces import (
     IUpgradeGuard,
 )
 from webwire.logonce import RepeatedEvents
+from webwire.metrics import refusalReason
 from webwire.sessions.registry import SessionRegistry
 from webwire.sessions.session import Session
 
@@ -305,6 +307,13 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             ConnectionDeny.INTERNAL_SERVER_ERROR, "Internal Server Error"
         )
 
+    def failHandshake(
+        self, reason: str, code: int = 400, responseHeaders: Any = None
+    ) -> None:
+        """Every refused handshake ends here (Autobahn's and ours)."""
+        self.factory.observer.handshakeRefused(refusalReason(self, code))  # metrics
+        super().failHandshake(reason, code, responseHeaders)
+
     def onOpen(self) -> None:
         factory = self.factory
         self.events.peer = self.peer
@@ -319,6 +328,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             datetime.fromtimestamp(clock.seconds(), UTC),
         )
         self.sendMessage(factory.acceptConf, isBinary=True)
+        factory.observer.messageOut(factory.acceptConf)  # metrics
         if getattr(self.transport, "producer", None) is not None:
             # Taken over from a twisted.web channel (WebWireResource), which
             # registered itself as the transport's producer and is gone now.
@@ -336,6 +346,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self._lastRead = self.factory.reactor.seconds()
+        self.factory.observer.messageIn(len(payload))  # metrics
         if self._state is not _OPEN:
             return
         if not isBinary:
@@ -416,9 +427,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         if kind is wire.Request:
             assert isinstance(message, wire.Request)
             if self.factory._shuttingDown:
-                self._sendReply(
-                    self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
-                )
+                reply = self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
+                self.factory.observer.requestDone(message.name, reply, None)  # metrics
+                self._sendReply(reply)
             else:
                 self._runRequest(message)
         elif kind is wire.Signal:
@@ -457,14 +468,16 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         return wire.encodeSpecialReply(kind, message.identifier)
 
     def _runRequest(self, request: wire.Request) -> None:
+        started = self.factory.observer.now()  # metrics: the request's duration
         self._runHandler(
             self.factory.application.onRequest,
             request,
-            self._replyWithResult,
-            self._replyWithFailure,
+            partial(self._replyWithResult, started=started),
+            partial(self._replyWithFailure, started=started),
         )
 
     def _runSignal(self, signal: wire.Signal) -> None:
+        self.factory.observer.signalIn()  # metrics
         self._runHandler(
             self.factory.application.onSignal,
             signal,
@@ -545,7 +558,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._inline = False
         self._deferredDone(result, reply)
 
-    def _replyWithResult(self, result: object, request: wire.Request) -> None:
+    def _replyWithResult(
+        self, result: object, request: wire.Request, started: float
+    ) -> None:
         def build() -> bytes:
             payload = wire.Payload.coerce(result)  # type: ignore[arg-type]
             return wire.encodeReply(
@@ -555,9 +570,13 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 self.messageBufferSize,
             )
 
-        self._sendReply(self._buildReply(request, build, "reply"))
+        reply = self._buildReply(request, build, "reply")
+        self.factory.observer.requestDone(request.name, reply, started)  # metrics
+        self._sendReply(reply)
 
-    def _replyWithFailure(self, failure: Failure, request: wire.Request) -> None:
+    def _replyWithFailure(
+        self, failure: Failure, request: wire.Request, started: float
+    ) -> None:
         error = failure.value
         if isinstance(error, RequestError):
 
@@ -570,9 +589,12 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                     self.messageBufferSize,
                 )
 
-            self._sendReply(self._buildReply(request, build, "error reply"))
+            reply = self._buildReply(request, build, "error reply")
+            self.factory.observer.requestDone(request.name, reply, started)  # metrics
+            self._sendReply(reply)
             return
-        if isinstance(error, CancelledError):
+        cancelled = isinstance(error, CancelledError)
+        if cancelled:
             self.events.emit(
                 self._log,
                 "request cancelled",
@@ -592,9 +614,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 name=request.name,
                 peer=self.peer,
             )
-        self._sendReply(
-            self._specialReply(request, wire.MessageType.REPLY_INTERNAL_ERROR)
-        )
+        reply = self._specialReply(request, wire.MessageType.REPLY_INTERNAL_ERROR)
+        self.factory.observer.requestDone(request.name, reply, started, cancelled)
+        self._sendReply(reply)
 
     def _buildReply(
         self, request: wire.Request, build: Callable[[], bytes], what: str
@@ -732,8 +754,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                     peer=self.peer,
                     limit=self.factory.options.maxSendBuffer,
                 )
+                self.factory.observer.sendBufferCutOff()  # metrics
                 self._abort()
                 raise Disconnected(f"connection to {self.peer} dropped: not reading")
+        self.factory.observer.messageOut(data)  # metrics
         try:
             self.sendMessage(data, isBinary=True)
         except _SocketClosed as e:
@@ -805,6 +829,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     def _violation(self, code: int, reason: str) -> None:
         if self._state is not _OPEN:
             return
+        self.factory.observer.violation(code)  # metrics
         self._log.warn(
             "protocol violation from {peer}: {reason}; closing the connection",
             peer=self.peer,

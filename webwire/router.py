@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_router -*-
 """
-Dispatch requests and signals by name.
+Dispatch requests and signals by name::
 
     router = Router()
 
@@ -205,6 +205,17 @@ class Router(Application):
         self._middleware.append(middleware)
 
     # Lookup -----------------------------------------------------------------
+
+    def knowsRequest(self, name: str) -> bool:
+        """
+        Whether a handler is registered for request C{name}, here or in a
+        mounted router (the fallback does not count): what
+        L{webwire.metrics.ServerMetrics} takes as a label as it is.
+        """
+        if name in self._requests:
+            return True
+        mounted = self._mountFor(name)
+        return mounted is not None and mounted[1].knowsRequest(name[len(mounted[0]) :])
 
     def _mountFor(self, name: str) -> tuple[str, Router] | None:
         matches = [p for p in self._mounts if name.startswith(p)]

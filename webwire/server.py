@@ -30,6 +30,7 @@ from webwire.interfaces import (
     ISessionManager,
     IWebWireServer,
 )
+from webwire.metrics import NULL_OBSERVER, IServerObserver
 from webwire.options import ServerOptions
 from webwire.protocol import CLOSE_GOING_AWAY, WebWireServerProtocol
 from webwire.sessions.keys import RandomKeyGenerator
@@ -48,6 +49,7 @@ class WebWireServerFactory(WebSocketServerFactory):
     :ivar application: The L{IWebWireServer} served.
     :ivar options: The L{ServerOptions} in force.
     :ivar cluster: The L{ICluster} that reaches connections beyond one.
+    :ivar observer: The L{webwire.metrics.IServerObserver} told what happens.
     """
 
     protocol = WebWireServerProtocol  # type: ignore[assignment]
@@ -62,6 +64,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         keyGenerator: ISessionKeyGenerator | None = None,
         cluster: ICluster | None = None,
         reactor: IReactorTime | None = None,
+        observer: IServerObserver | None = None,
     ) -> None:
         """
         :param application: The application; it must provide
@@ -79,6 +82,8 @@ class WebWireServerFactory(WebSocketServerFactory):
             only) if omitted. It serves this server only.
         :param reactor: What timers (read deadline, shutdown timeout) are
             scheduled with; the global reactor if omitted.
+        :param observer: What the server reports what happens to, e.g. a
+            L{webwire.metrics.ServerMetrics}; nothing if omitted.
         :raises TypeError: If an argument does not provide its interface.
         :raises ValueError: If a session manager or key generator is given
             while sessions are disabled.
@@ -88,6 +93,9 @@ class WebWireServerFactory(WebSocketServerFactory):
             raise TypeError(f"{application!r} does not provide IWebWireServer")
         super().__init__(server=f"WebWire/{__version__}", reactor=reactor)
         self.application = application
+        self.observer: IServerObserver = (
+            observer if observer is not None else NULL_OBSERVER
+        )
         self.options = options if options is not None else ServerOptions()
         if cluster is None:
             cluster = LocalCluster()
@@ -96,6 +104,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         self.cluster: ICluster = cluster
         self.sessions = self._makeSessions(sessionManager, keyGenerator)
         cluster.attach(self)  # last: a server that failed to be made has none
+        self.observer.attach(self)
         self.acceptConf = self.options.acceptConf()
         size = self.options.messageBufferSize
         self.setProtocolOptions(
@@ -148,6 +157,7 @@ class WebWireServerFactory(WebSocketServerFactory):
             self.options.maxSessionConnections,
             self.reactor,
             self.cluster,
+            self.observer,
         )
 
     @property
@@ -273,6 +283,7 @@ class WebWireServerFactory(WebSocketServerFactory):
 
     def _opened(self, protocol: WebWireServerProtocol) -> None:
         self._protocols.add(protocol)
+        self.observer.connectionOpened()  # metrics
         if self._shuttingDown and not self._draining:
             # The handshake raced with the end of a shutdown.
             protocol.closeGracefully(CLOSE_GOING_AWAY, "server shutting down")

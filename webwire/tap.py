@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
+from webwire._version import __version__
 from webwire.interfaces import ICluster, ISessionManager, IWebWireServer
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
@@ -206,6 +207,13 @@ class Options(usage.Options):
             "request to this URL (POST <backend>/<name>).",
         ],
         [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
+            "tcp:9100:interface=127.0.0.1 [default: none]",
+        ],
+        [
             "backend-timeout",
             None,
             10.0,
@@ -246,6 +254,11 @@ class Options(usage.Options):
         # Kept for --workers: each worker parses the same options.
         self.argv = list(sys.argv[1:] if options is None else options)
         super().parseOptions(options)
+
+    def opt_version(self) -> None:
+        """Print the WebWire version and exit."""
+        sys.stdout.write(f"webwire {__version__}\n")
+        sys.exit(0)
 
     def postOptions(self) -> None:
         if not self["listen"]:
@@ -357,7 +370,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     no session of the other, whatever key a client sends. With C{--cluster}
     each has its own L{webwire.cluster.redis.RedisCluster} too (prefixes
     C{webwire:cluster:} and C{webwire:chat:cluster:}). No prefix given here
-    starts with another.
+    starts with another. With C{--metrics} one
+    L{webwire.metrics.ServerMetrics} counts for both.
 
     With C{--workers} above 1 it is a L{WorkerSupervisor} instead, which
     runs that many processes, each serving all of the above.
@@ -375,12 +389,18 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             reactor=reactor,
         )
     manager = _sessionManager(config, reactor)
+    metrics = None
+    if config["metrics"] is not None:
+        from webwire.metrics import ServerMetrics, newRegistry
+
+        metrics = ServerMetrics(newRegistry())
     factory = WebWireServerFactory(
         config["application"],
         config["options"],
         sessionManager=manager,
         cluster=_cluster(config, reactor),
         reactor=reactor,
+        observer=metrics,
     )
     more: list[WebWireServerFactory] = []
     if config["app"] == DEFAULT_APP and config["backend"] is None:
@@ -392,6 +412,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             sessionManager=_sessionManager(config, reactor, "chat"),
             cluster=_cluster(config, reactor, "chat"),
             reactor=reactor,
+            observer=metrics,
         )
         more.append(chat)
         root = makeDemoRoot(factory, chat)
@@ -404,6 +425,10 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         site=makeSite(root),
         moreFactories=more,
     )
+    if metrics is not None:
+        from webwire.metrics import metricsService
+
+        metricsService(config["metrics"], metrics, reactor).setServiceParent(service)
     if config["backend"] is not None:
         _Closing(config["application"].close).setServiceParent(service)
     for served in service.factories:

@@ -180,7 +180,7 @@ def decodeText(data: bytes, encoding: Encoding, errors: str = "strict") -> str:
 
     :param data: The payload bytes.
     :param encoding: The payload's encoding.
-    :param errors: As for L{bytes.decode}.
+    :param errors: As for C{bytes.decode}.
     :raises UnicodeDecodeError: If the payload is not valid text and
         C{errors} is C{"strict"}.
     """

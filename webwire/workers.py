@@ -327,8 +327,8 @@ class InheritedEndpoint:
 def checkWorkerOptions(config: Any) -> None:
     """
     Check the options of C{twistd webwire} for C{--workers} above 1: memory
-    sessions cannot be shared, and every C{--listen} must be one workers
-    can share.
+    sessions cannot be shared, metrics cannot be scraped from one endpoint,
+    and every C{--listen} must be one workers can share.
 
     :raises ValueError: With a one-line reason otherwise.
     """
@@ -338,6 +338,12 @@ def checkWorkerOptions(config: Any) -> None:
         raise ValueError(
             "--sessions memory cannot be shared by --workers above 1: use "
             "file (the default) or redis"
+        )
+    if config.get("metrics") is not None:
+        raise ValueError(
+            "--metrics cannot be used with --workers above 1: each worker "
+            "counts only its own connections, and one scrape endpoint would "
+            "reach only one of them"
         )
     for description in config["listen"]:
         parseListen(description)

@@ -16,6 +16,7 @@ from webwire import wire
 from webwire.connection import Connection, encodeSignal
 from webwire.errors import Disconnected, SessionsDisabled
 from webwire.interfaces import ICluster, IConnection
+from webwire.metrics import NULL_OBSERVER, IServerObserver
 
 if TYPE_CHECKING:
     from webwire.server import WebWireServerFactory
@@ -79,6 +80,11 @@ class LocalCluster:
         if self._server is None:
             raise RuntimeError("the cluster is not attached to a server")
         return self._server
+
+    @property
+    def _observer(self) -> IServerObserver:
+        """The served server's observer (metrics), if it is served yet."""
+        return self._server.observer if self._server is not None else NULL_OBSERVER
 
     def attach(self, server: Any) -> None:
         """Serve C{server} (see L{ICluster.attach})."""

@@ -205,6 +205,7 @@ class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
 
     def _failed(self, reason: Failure) -> None:
         self.cluster._log.failure("subscribing to Redis failed", reason)
+        self.cluster._observer.clusterFailure("subscribe")  # metrics
         self.transport.loseConnection()
 
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
@@ -422,6 +423,7 @@ class RedisCluster(LocalCluster, Service):
             self._dispatch(message)
         except Exception:
             self._log.failure("delivering a cluster message failed")
+            self._observer.clusterFailure("deliver")  # metrics
 
     def _dispatch(self, message: bytes) -> None:
         try:
@@ -465,7 +467,11 @@ class RedisCluster(LocalCluster, Service):
             return fail(RuntimeError(f"{self!r} is not started"))
         message = _envelope.pack(kind, self.nodeId, target, data)
         published: Deferred[Any] = self._pool.publish(self.channel, message)
-        return self._bounded(published).addCallback(lambda _: None)
+        return self._bounded(published).addCallbacks(lambda _: None, self._unpublished)
+
+    def _unpublished(self, failure: Failure) -> Failure:
+        self._observer.clusterFailure("publish")  # metrics
+        return failure
 
     def closeSession(self, key: str) -> Deferred[None]:
         """
@@ -565,6 +571,7 @@ class RedisCluster(LocalCluster, Service):
             self._dirty = True
             if not self.running:
                 return  # stopped meanwhile: the connection was closed
+            self._observer.clusterFailure("heartbeat")  # metrics
             if self._reachable:
                 self._reachable = False
                 self._log.warn(

@@ -228,7 +228,7 @@ class FileSessionManager(ExpiringManager):
     :param runInThread: C{runInThread(function, *args)} runs C{function} off
         the reactor thread and returns a Deferred of its result. Default:
         the global reactor's thread pool. Tests may pass
-        L{twisted.internet.defer.maybeDeferred} to run everything at once.
+        C{twisted.internet.defer.maybeDeferred} to run everything at once.
     :raises ValueError: If C{maxIdle} or C{sweepInterval} is not positive.
     :ivar directory: The absolute directory of the session files.
     """

@@ -275,7 +275,7 @@ class RedisSessionManager:
 
     def _bounded(self, d: Deferred[_T]) -> Deferred[_T]:
         """
-        C{d}, failing with L{twisted.internet.defer.TimeoutError} if it has
+        C{d}, failing with C{twisted.internet.defer.TimeoutError} if it has
         not fired after C{timeout} seconds.
         """
         return d.addTimeout(self.timeout, self.clock)

@@ -43,6 +43,7 @@ from webwire.interfaces import (
     ISessionManager,
 )
 from webwire.logonce import RepeatedEvents, eventsOf
+from webwire.metrics import NULL_OBSERVER, IServerObserver
 from webwire.sessions.keys import checkKey, isSafeKey, shortKey
 from webwire.sessions.session import Session, SessionLookupResult
 
@@ -79,6 +80,7 @@ class SessionRegistry:
     :ivar maxConnections: Connections one session may have at once; 0 for
         no limit (only restores are limited, as in the original server).
     :ivar cluster: The L{ICluster} that counts each session's connections.
+    :ivar observer: The L{IServerObserver} told of sessions and failures.
     """
 
     def __init__(
@@ -88,11 +90,13 @@ class SessionRegistry:
         maxConnections: int,
         clock: IReactorTime,
         cluster: ICluster,
+        observer: IServerObserver = NULL_OBSERVER,
     ) -> None:
         self.manager = manager
         self.keyGenerator = keyGenerator
         self.maxConnections = maxConnections
         self.cluster = cluster
+        self.observer = observer
         self._clock = clock
         self._channels: dict[str, set[SessionChannel]] = {}
 
@@ -139,9 +143,12 @@ class SessionRegistry:
             "session {key} created",
             key=shortKey(key),
         )
+        self.observer.sessionCreated()
         stored = _call(self.manager.onSessionCreated, channel.connection)
-        stored.addErrback(
-            lambda f: events.failure(
+
+        def unstored(f: Failure) -> None:
+            self.observer.sessionManagerFailure("store")
+            events.failure(
                 _log,
                 "session store failed",
                 "the session manager failed to store session {key}; it stays "
@@ -149,7 +156,8 @@ class SessionRegistry:
                 f,
                 key=shortKey(key),
             )
-        )
+
+        stored.addErrback(unstored)
         created: Deferred[Session] = stored.addCallback(lambda _: session)
         return created
 
@@ -174,6 +182,7 @@ class SessionRegistry:
         if not isSafeKey(key):
             # Never a key of ours: neither the cluster's counts nor the
             # session manager see it.
+            self.observer.restoreFailed("not_found")
             return wire.encodeSpecialReply(
                 wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
             )
@@ -189,8 +198,11 @@ class SessionRegistry:
                     "counting the connections of session {key} failed",
                     key=shortKey(key),
                 )
+                self.observer.clusterFailure("count")
+                self.observer.restoreFailed("error")
                 return _internalError(identifier)
             if not counted:
+                self.observer.restoreFailed("limit")
                 return wire.encodeSpecialReply(
                     wire.MessageType.REPLY_MAX_SESSION_CONNECTIONS_REACHED,
                     identifier,
@@ -199,6 +211,7 @@ class SessionRegistry:
         try:
             result = await _call(self.manager.onSessionLookup, key)
             if result is None:
+                self.observer.restoreFailed("not_found")
                 reply = wire.encodeSpecialReply(
                     wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
                 )
@@ -223,6 +236,7 @@ class SessionRegistry:
                 "restoring session {key} was cancelled",
                 key=shortKey(key),
             )
+            self.observer.restoreFailed("error")
             session, reply = None, _internalError(identifier)
         except Exception:
             events.failure(
@@ -231,6 +245,8 @@ class SessionRegistry:
                 "restoring session {key} failed",
                 key=shortKey(key),
             )
+            self.observer.sessionManagerFailure("lookup")
+            self.observer.restoreFailed("error")
             session, reply = None, _internalError(identifier)
         if held:
             return reply
@@ -252,6 +268,7 @@ class SessionRegistry:
             "session {key} restored",
             key=shortKey(key),
         )
+        self.observer.sessionRestored()
         return reply
 
     def clientClose(
@@ -309,9 +326,11 @@ class SessionRegistry:
             "session {key} closed",
             key=shortKey(key),
         )
+        self.observer.sessionClosed()
         closed = _call(self.manager.onSessionClosed, key)
 
         def failed(f: Failure) -> Failure:
+            self.observer.sessionManagerFailure("forget")
             events.failure(
                 _log,
                 "session forget failed",
@@ -352,6 +371,7 @@ class SessionRegistry:
             return succeed(None)
 
         def uncounted(f: Failure) -> int:
+            self.observer.clusterFailure("count")
             eventsOf(channel).emit(
                 _log,
                 "session count failed",
@@ -375,8 +395,10 @@ class SessionRegistry:
         Log the failure of a count nobody waits for (a warning: the cluster
         corrects its counts when it can).
         """
-        counting.addErrback(
-            lambda f: events.emit(
+
+        def failed(f: Failure) -> None:
+            self.observer.clusterFailure("count")
+            events.emit(
                 _log,
                 "session count failed",
                 LogLevel.warn,
@@ -384,7 +406,8 @@ class SessionRegistry:
                 key=shortKey(key),
                 error=f.getErrorMessage(),
             )
-        )
+
+        counting.addErrback(failed)
 
     def _attach(self, key: str, channel: SessionChannel) -> None:
         self._channels.setdefault(key, set()).add(channel)

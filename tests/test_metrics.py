@@ -1,0 +1,427 @@
+"""
+Prometheus metrics (L{webwire.metrics}): what a scrape over HTTP shows after
+real clients did real things over loopback sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.server import Site
+
+from tests.helpers import LoopbackServer, connectRaw, h, ident, portNumber, rawHTTP
+from tests.test_twistd import LISTEN, TWISTD, startServer
+from webwire import wire
+from webwire.conformance import ConformanceApplication
+from webwire.errors import RequestError
+from webwire.interfaces import IConnection
+from webwire.metrics import (
+    OTHER,
+    IServerObserver,
+    NullObserver,
+    ServerMetrics,
+    metricsRoot,
+)
+from webwire.options import ServerOptions
+from webwire.router import Router
+from webwire.server import WebWireServerFactory
+
+ROOT = FilePath(__file__).parent().parent()
+DASHBOARD = ROOT.child("examples").child("grafana-dashboard.json")
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parseScrape(text: str) -> Samples:
+    """Every sample of a scrape: (name, sorted labels) -> value."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+async def scrape(port: int) -> str:
+    """GET /metrics from 127.0.0.1:C{port}; the body, checked to be a 200."""
+    response = await rawHTTP(port, b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200"), head
+    assert b"content-type: text/plain" in head.lower(), head
+    return body.decode("utf-8")
+
+
+def serveMetrics(testCase: TestCase, registry: CollectorRegistry) -> int:
+    """Serve C{registry} at /metrics on a free loopback port."""
+    site: Any = Site(metricsRoot(registry))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    testCase.addCleanup(port.stopListening)
+    return portNumber(port)
+
+
+def request(n: int, name: str, payload: bytes = b"") -> bytes:
+    return wire.encodeRequest(ident(n), name, payload, wire.Encoding.BINARY)
+
+
+def value(samples: Samples, metric: str, **labels: str) -> float:
+    return samples[(metric, tuple(sorted(labels.items())))]
+
+
+class ObserverTests(SynchronousTestCase):
+    """The observer interface and its two implementations."""
+
+    def test_provided(self) -> None:
+        """Both observers provide L{IServerObserver}; a server has one."""
+        from zope.interface.verify import verifyObject
+
+        verifyObject(IServerObserver, NullObserver())
+        verifyObject(IServerObserver, ServerMetrics(None))
+        factory = WebWireServerFactory(ConformanceApplication())
+        self.assertIsInstance(factory.observer, NullObserver)
+
+    def test_registryOnce(self) -> None:
+        """
+        One registry takes one L{ServerMetrics}; another registry is
+        separate.
+        """
+        registry = CollectorRegistry()
+        ServerMetrics(registry)
+        self.assertRaises(ValueError, ServerMetrics, registry)
+        other = ServerMetrics(CollectorRegistry())
+        other.connectionOpened()
+        self.assertEqual(
+            registry.get_sample_value("webwire_connections_accepted_total"), 0
+        )
+
+    def test_allowList(self) -> None:
+        """
+        With C{requestNames}, exactly those names are labels, whatever the
+        application knows.
+        """
+        registry = CollectorRegistry()
+        metrics = ServerMetrics(registry, requestNames={"a"})
+        WebWireServerFactory(ConformanceApplication(), observer=metrics)
+        reply = wire.encodeReply(ident(1), b"", wire.Encoding.BINARY)
+        for name in ("a", "echo", "b"):
+            metrics.requestDone(name, reply, None)
+        total = "webwire_requests_total"
+        self.assertEqual(
+            registry.get_sample_value(total, {"name": "a", "outcome": "reply"}), 1
+        )
+        self.assertEqual(
+            registry.get_sample_value(total, {"name": OTHER, "outcome": "reply"}), 2
+        )
+
+
+def _router(release: Deferred[None]) -> Router:
+    router = Router()
+
+    @router.request("ok")
+    def ok(connection: IConnection, request: wire.Request) -> bytes:
+        return b"fine"
+
+    @router.request("fail")
+    def fail(connection: IConnection, request: wire.Request) -> bytes:
+        raise RequestError("NOPE", "no")
+
+    @router.request("boom")
+    def boom(connection: IConnection, request: wire.Request) -> bytes:
+        raise ValueError("deliberate")
+
+    @router.request("login")
+    async def login(connection: IConnection, request: wire.Request) -> str:
+        session = await connection.createSession()
+        return session.key
+
+    @router.request("wait")
+    async def wait(connection: IConnection, request: wire.Request) -> bytes:
+        await release
+        return b"done"
+
+    @router.signal("note")
+    def note(connection: IConnection, signal: wire.Signal) -> None:
+        pass
+
+    return router
+
+
+class ScrapeTests(TestCase):
+    """A scrape over HTTP shows exactly what clients did."""
+
+    timeout = 30
+
+    async def test_scriptedMix(self) -> None:
+        """
+        Requests of every outcome, signals, sessions, protocol violations
+        and refused handshakes: each is counted exactly once, the gauges
+        show the state at the scrape, and durations land in their buckets.
+        """
+        release: Deferred[None] = Deferred()
+        clock = Clock()
+        registry = CollectorRegistry()
+        metrics = ServerMetrics(registry, clock=clock.seconds)
+        server = LoopbackServer(self, _router(release), observer=metrics)
+        metricsPort = serveMetrics(self, registry)
+
+        a = await server.connectAccepted()
+        sent: list[bytes] = []
+
+        async def roundTrip(client: Any, message: bytes) -> bytes:
+            sent.append(message)
+            reply: bytes = await client.roundTrip(message)
+            return reply
+
+        for n in range(3):
+            self.assertEqual(
+                await roundTrip(a, request(n, "ok")), h("BF") + ident(n) + b"fine"
+            )
+        for n in range(3, 5):
+            self.assertEqual((await roundTrip(a, request(n, "fail")))[0], 0)
+        self.assertEqual(await roundTrip(a, request(5, "boom")), h("02") + ident(5))
+        self.assertEqual((await roundTrip(a, request(6, "no such")))[0], 0)
+        signal = wire.encodeSignal("note", b"x", wire.Encoding.BINARY)
+        a.send(signal, signal)
+        sent += [signal, signal]
+        heartbeat = wire.encodeHeartbeat()
+        a.send(heartbeat)
+        sent.append(heartbeat)
+
+        # A session: created on one connection, restored on another; a
+        # restore of an unknown key fails.
+        created = await roundTrip(a, request(7, "login"))
+        self.assertEqual(created[0], wire.MessageType.NOTIFY_SESSION_CREATED)
+        parsed = wire.parse(await a.message(len(a.received)))
+        assert isinstance(parsed, wire.Reply)
+        key = parsed.text()
+        b = await server.connectAccepted()
+        restored = await roundTrip(b, wire.encodeRestoreSession(ident(8), key))
+        self.assertEqual(restored[0], wire.MessageType.REPLY_UTF8)
+        missing = await roundTrip(b, wire.encodeRestoreSession(ident(9), "k" * 32))
+        self.assertEqual(missing, h("03") + ident(9))
+
+        # One handler still running at the scrape; it takes 0.3 seconds.
+        waiting = request(10, "wait")
+        b.send(waiting)
+        sent.append(waiting)
+
+        # Violations: a text message (1003) and a malformed one (1002).
+        for message, code in [(None, 1003), (b"\xff", 1002)]:
+            before = set(server.serverProtocols())
+            violator = await server.connectAccepted()
+            [protocol] = set(server.serverProtocols()) - before
+            if message is None:
+                violator.sendMessage(b"text", isBinary=False)
+                sent.append(b"text")
+            else:
+                violator.send(message)
+                sent.append(message)
+            self.assertEqual((await violator.closed)[1], code)
+            await protocol.closeGracefully(1000, "")  # fires once it is gone
+
+        # Refused handshakes: a foreign origin and a malformed upgrade.
+        foreign = (
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.assertIn(b" 403 ", await rawHTTP(server.portNumber, foreign))
+        self.assertIn(
+            b" 400 ",
+            await rawHTTP(
+                server.portNumber, foreign.replace(b"Sec-WebSocket-Key", b"X")
+            ),
+        )
+        await server.tick()  # the ticker is one more accepted connection
+
+        samples = parseScrape(await scrape(metricsPort))
+
+        def total(metric: str, **labels: str) -> float:
+            return value(samples, f"webwire_{metric}", **labels)
+
+        requests = {
+            (labels[0][1], labels[1][1]): count
+            for (name, labels), count in samples.items()
+            if name == "webwire_requests_total"
+        }
+        self.assertEqual(
+            requests,
+            {
+                ("ok", "reply"): 3,
+                ("fail", "error"): 2,
+                ("boom", "internal_error"): 1,
+                (OTHER, "error"): 1,
+                ("login", "reply"): 1,
+            },
+        )
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(total("handlers_running"), 1)
+        self.assertEqual(total("connections_accepted_total"), 5)
+        self.assertEqual(total("connections_open"), 3)  # a, b, the ticker
+        self.assertEqual(total("signals_received_total"), 2)
+        self.assertEqual(total("messages_received_total"), len(sent))
+        self.assertEqual(total("received_bytes_total"), sum(len(m) for m in sent))
+        replies = [m for c in server.clients for m in c.received]
+        self.assertEqual(total("messages_sent_total"), len(replies))
+        self.assertEqual(total("sent_bytes_total"), sum(len(m) for m in replies))
+        self.assertEqual(total("signals_sent_total"), 0)
+        self.assertEqual(total("sessions_created_total"), 1)
+        self.assertEqual(total("sessions_restored_total"), 1)
+        self.assertEqual(total("sessions_active"), 1)
+        self.assertEqual(total("session_restore_failures_total", reason="not_found"), 1)
+        self.assertEqual(total("session_restore_failures_total", reason="limit"), 0)
+        self.assertEqual(total("protocol_violations_total", code="1002"), 1)
+        self.assertEqual(total("protocol_violations_total", code="1003"), 1)
+        self.assertEqual(total("protocol_violations_total", code="1009"), 0)
+        self.assertEqual(total("handshakes_refused_total", reason="origin"), 1)
+        self.assertEqual(total("handshakes_refused_total", reason="invalid"), 1)
+        self.assertEqual(total("handshakes_refused_total", reason="path"), 0)
+        self.assertEqual(total("send_buffer_cutoffs_total"), 0)
+        self.assertEqual(total("request_duration_seconds_count", name="ok"), 3)
+        self.assertEqual(
+            total("request_duration_seconds_bucket", name="ok", le="0.0005"), 3
+        )
+
+        clock.advance(0.3)
+        release.callback(None)
+        self.assertEqual(await b.message(3), h("BF") + ident(10) + b"done")
+        samples = parseScrape(await scrape(metricsPort))
+        self.assertEqual(total("handlers_running"), 0)
+        samples = parseScrape(await scrape(metricsPort))
+        self.assertEqual(total("handlers_running"), 0)
+        self.assertEqual(total("requests_total", name="wait", outcome="reply"), 1)
+        self.assertEqual(total("request_duration_seconds_count", name="wait"), 1)
+        self.assertAlmostEqual(total("request_duration_seconds_sum", name="wait"), 0.3)
+        self.assertEqual(
+            total("request_duration_seconds_bucket", name="wait", le="0.25"), 0
+        )
+        self.assertEqual(
+            total("request_duration_seconds_bucket", name="wait", le="0.5"), 1
+        )
+
+    async def test_refusedPathAndShutdown(self) -> None:
+        """
+        Upgrades on a path not served and during a shutdown are counted by
+        reason; requests during a shutdown are counted as such.
+        """
+        registry = CollectorRegistry()
+        metrics = ServerMetrics(registry)
+        options = ServerOptions(paths=("/ws",))
+        release: Deferred[None] = Deferred()
+        server = LoopbackServer(self, _router(release), options, observer=metrics)
+        upgrade = (
+            b"GET /other HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.assertIn(b" 404 ", await rawHTTP(server.portNumber, upgrade))
+        client = await server.connectAccepted("/ws")
+        client.send(request(1, "wait"))
+        self.assertEqual(metrics.accepted, 1)
+        # The running handler keeps the shutdown draining.
+        while not server.factory._runningHandlers():
+            await client.ping()
+        server.factory.shutdown()
+        self.assertEqual(await client.roundTrip(request(2, "ok")), h("01") + ident(2))
+        ws = upgrade.replace(b"/other", b"/ws")
+        self.assertIn(b" 503 ", await rawHTTP(server.portNumber, ws))
+        release.callback(None)
+        await client.closed
+        self.assertEqual(
+            registry.get_sample_value(
+                "webwire_handshakes_refused_total", {"reason": "path"}
+            ),
+            1,
+        )
+        self.assertEqual(
+            registry.get_sample_value(
+                "webwire_handshakes_refused_total", {"reason": "shutdown"}
+            ),
+            1,
+        )
+        self.assertEqual(
+            registry.get_sample_value(
+                "webwire_requests_total", {"name": "ok", "outcome": "shutdown"}
+            ),
+            1,
+        )
+
+    async def test_randomNames(self) -> None:
+        """
+        A flood of random request names adds no series: each is counted as
+        C{other}; only the router's names are labels.
+        """
+        registry = CollectorRegistry()
+        metrics = ServerMetrics(registry)
+        server = LoopbackServer(self, _router(Deferred()), observer=metrics)
+        client = await server.connectAccepted()
+        names = [os.urandom(8).hex() for _ in range(300)] + ["ok"]
+        client.send(*(request(n, name) for n, name in enumerate(names)))
+        await client.receivedCount(len(names) + 1)
+        samples = parseScrape(await scrape(serveMetrics(self, registry)))
+        labelled = {
+            dict(labels)["name"]
+            for (name, labels), _ in samples.items()
+            if name.startswith(("webwire_requests", "webwire_request_duration"))
+        }
+        self.assertEqual(labelled, {"ok", OTHER})
+        self.assertEqual(
+            value(samples, "webwire_requests_total", name=OTHER, outcome="error"), 300
+        )
+        self.assertEqual(len(metrics._labels), 1)
+
+
+_METRIC = re.compile(r"\b((?:webwire|process|python)_[a-z_]+)")
+
+
+class TwistdMetricsTests(TestCase):
+    """
+    C{twistd webwire --metrics}: the process serves its metrics, and the
+    Grafana dashboard in C{examples/} uses only metrics it serves.
+    """
+
+    timeout = 60
+
+    async def test_dashboard(self) -> None:
+        """
+        Every metric the dashboard's queries name is in a scrape of a real
+        C{twistd webwire --metrics}, and every WebWire metric family is on
+        the dashboard.
+        """
+        argv = [*TWISTD, "webwire", *LISTEN, "--sessions=memory"]
+        argv += ["--metrics", "tcp:0:interface=127.0.0.1"]
+        process, transport, port = await startServer(self, argv)
+        match = await process.match(re.compile(rb"\bSite starting on (\d+)"), 2)
+        metricsPort = int(match.group(1))
+        client = await connectRaw(port)
+        await client.message(0)
+        reply = await client.roundTrip(request(1, "echo", b"hi"))
+        self.assertEqual(reply, h("BF") + ident(1) + b"hi")
+        text = await scrape(metricsPort)
+        samples = parseScrape(text)
+        self.assertEqual(
+            value(samples, "webwire_requests_total", name="echo", outcome="reply"), 1
+        )
+        scraped = {name for name, _ in samples}
+        families = {f.name for f in text_string_to_metric_families(text)}
+        dashboard = json.loads(DASHBOARD.getContent())
+        queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+        referenced = {m for q in queries for m in _METRIC.findall(q)}
+        self.assertTrue(referenced)
+        self.assertEqual(referenced - scraped, set())
+        ours = {f for f in families if f.startswith("webwire_")}
+        onDashboard = {
+            f for f in ours if any(r == f or r.startswith(f + "_") for r in referenced)
+        }
+        self.assertEqual(ours - onDashboard, set())
+        client.sendClose()
+        await client.closed

@@ -1,0 +1,641 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+Prometheus metrics for WebWire servers.
+
+A server reports what happens to an L{IServerObserver}: the factory's
+C{observer} (see L{webwire.server.WebWireServerFactory}). Without one it
+reports to a L{NullObserver}, which does nothing. L{ServerMetrics} is the
+observer that counts for Prometheus::
+
+    from prometheus_client import CollectorRegistry
+    from webwire.metrics import MetricsResource, ServerMetrics
+
+    registry = CollectorRegistry()
+    metrics = ServerMetrics(registry)
+    factory = WebWireServerFactory(application, observer=metrics)
+    root.putChild(b"metrics", MetricsResource(registry))   # any twisted.web site
+
+C{twistd webwire --metrics tcp:9100:interface=127.0.0.1} does the same and
+serves C{/metrics} on that endpoint, with the process collectors
+(L{newRegistry}).
+
+Counting costs little where it happens: the hot path only adds to plain
+integers (Twisted runs it on one thread); the Prometheus metric families
+are made when a scrape asks for them (a custom collector, see
+L{ServerMetrics.collect}), and the gauges (open connections, running
+handlers, active sessions) are read from the servers then.
+
+Label values never come from clients unchecked: a request name is a label
+only if an allow-list (C{requestNames}) or the served application knows it
+(an application with a C{knowsRequest(name)} method, as
+L{webwire.router.Router} has); every other name is counted as C{"other"}.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Collection, Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+from twisted.application import strports
+from twisted.application.service import IService
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import Interface, implementer
+
+from webwire import wire
+from webwire._version import __version__
+
+if TYPE_CHECKING:
+    from webwire.protocol import WebWireServerProtocol
+    from webwire.server import WebWireServerFactory
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "IServerObserver",
+    "MetricsResource",
+    "NullObserver",
+    "OTHER",
+    "ServerMetrics",
+    "metricsRoot",
+    "metricsService",
+    "newRegistry",
+]
+
+OTHER: Final = "other"
+"""The label of every request name that is not allowed as a label."""
+
+DURATION_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""Upper bounds (seconds) of the request duration histogram's buckets."""
+
+REFUSALS: Final = ("origin", "path", "limit", "shutdown", "application", "invalid")
+"""Why a WebSocket handshake was refused: a foreign origin (403), a path not
+served (404), the connection limit (503), a shutdown (503), the
+application's C{beforeUpgrade}, or a malformed upgrade request."""
+
+OUTCOMES: Final = ("reply", "error", "internal_error", "shutdown", "cancelled")
+"""How a request ended: a reply, an error reply (L{RequestError}; the error
+code is the application's and no label), an internal-error reply, a
+shutdown reply, or an internal-error reply because its handler was
+cancelled (by a shutdown's timeout)."""
+
+RESTORE_FAILURES: Final = ("not_found", "limit", "error")
+"""Why a restore-session request failed: no such session, the session's
+connection limit, or a failure of the session manager or cluster."""
+
+CLUSTER_OPERATIONS: Final = ("count", "publish", "subscribe", "heartbeat", "deliver")
+"""The cluster operations whose failures are counted: counting a session's
+connections, publishing to the other processes, the subscription, the
+heartbeat, and delivering a message from another process."""
+
+SESSION_MANAGER_OPERATIONS: Final = ("store", "lookup", "forget")
+"""The session manager hooks whose failures are counted."""
+
+VIOLATION_CODES: Final = (1002, 1003, 1009)
+"""The close codes of protocol violations: malformed, text, oversized."""
+
+_OUTCOME_OF_REPLY: Final[dict[int, str]] = {
+    wire.MessageType.REPLY_ERROR: "error",
+    wire.MessageType.REPLY_INTERNAL_ERROR: "internal_error",
+    wire.MessageType.REPLY_SHUTDOWN: "shutdown",
+}
+_SIGNAL_TYPES: Final[frozenset[int]] = frozenset(
+    {
+        wire.MessageType.SIGNAL_BINARY,
+        wire.MessageType.SIGNAL_UTF8,
+        wire.MessageType.SIGNAL_UTF16,
+    }
+)
+
+
+class IServerObserver(Interface):
+    """
+    What a WebWire server reports as it runs. Every method is called on the
+    reactor thread and must return quickly without raising; those marked
+    hot are called for every message.
+    """
+
+    def attach(server: WebWireServerFactory) -> None:
+        """C{server} reports here from now on (called once per server)."""
+
+    def now() -> float:
+        """Hot: a time in seconds, for L{requestDone}'s C{started}."""
+
+    def connectionOpened() -> None:
+        """A WebSocket connection was accepted (its handshake completed)."""
+
+    def handshakeRefused(reason: str) -> None:
+        """A handshake was refused; C{reason} is one of L{REFUSALS}."""
+
+    def messageIn(size: int) -> None:
+        """Hot: a WebSocket message of C{size} bytes arrived."""
+
+    def messageOut(data: bytes) -> None:
+        """Hot: the encoded WebWire message C{data} is sent."""
+
+    def signalIn() -> None:
+        """Hot: a client signal is handed to the application."""
+
+    def requestDone(
+        name: str, reply: bytes, started: float | None, cancelled: bool = False
+    ) -> None:
+        """
+        Hot: request C{name} is answered with the encoded C{reply}.
+
+        :param started: What L{now} said when its handler was called; C{None}
+            if no handler was (a shutdown reply).
+        :param cancelled: Whether the handler was cancelled.
+        """
+
+    def violation(code: int) -> None:
+        """A client broke the protocol; the connection closes with C{code}."""
+
+    def sendBufferCutOff() -> None:
+        """A client that does not read was cut off (send buffer full)."""
+
+    def sessionCreated() -> None:
+        """A session was created."""
+
+    def sessionRestored() -> None:
+        """A session was restored on a connection."""
+
+    def sessionClosed() -> None:
+        """A session was closed for good (its manager told to forget it)."""
+
+    def restoreFailed(reason: str) -> None:
+        """A restore failed; C{reason} is one of L{RESTORE_FAILURES}."""
+
+    def clusterFailure(operation: str) -> None:
+        """A cluster operation (one of L{CLUSTER_OPERATIONS}) failed."""
+
+    def sessionManagerFailure(operation: str) -> None:
+        """A session manager hook (L{SESSION_MANAGER_OPERATIONS}) failed."""
+
+
+@implementer(IServerObserver)
+class NullObserver:
+    """Observes nothing: what a server without an observer reports to."""
+
+    def attach(self, server: WebWireServerFactory) -> None:
+        pass
+
+    def now(self) -> float:
+        return 0.0
+
+    def connectionOpened(self) -> None:
+        pass
+
+    def handshakeRefused(self, reason: str) -> None:
+        pass
+
+    def messageIn(self, size: int) -> None:
+        pass
+
+    def messageOut(self, data: bytes) -> None:
+        pass
+
+    def signalIn(self) -> None:
+        pass
+
+    def requestDone(
+        self, name: str, reply: bytes, started: float | None, cancelled: bool = False
+    ) -> None:
+        pass
+
+    def violation(self, code: int) -> None:
+        pass
+
+    def sendBufferCutOff(self) -> None:
+        pass
+
+    def sessionCreated(self) -> None:
+        pass
+
+    def sessionRestored(self) -> None:
+        pass
+
+    def sessionClosed(self) -> None:
+        pass
+
+    def restoreFailed(self, reason: str) -> None:
+        pass
+
+    def clusterFailure(self, operation: str) -> None:
+        pass
+
+    def sessionManagerFailure(self, operation: str) -> None:
+        pass
+
+
+NULL_OBSERVER: Final = NullObserver()
+
+
+def refusalReason(protocol: WebWireServerProtocol, code: int) -> str:
+    """
+    Why C{protocol}'s handshake is refused with HTTP status C{code}: one of
+    L{REFUSALS}. The server's own refusals come before the application is
+    asked (which is when the handshake request is recorded); Autobahn
+    answers 503 at the connection limit and 400 to a malformed upgrade.
+    """
+    if protocol._handshake is not None:
+        return "application"
+    if code == 503:
+        return "shutdown" if protocol.factory.isShuttingDown else "limit"
+    if code == 404:
+        return "path"
+    if code == 403:
+        return "origin"
+    return "invalid"
+
+
+class _Durations:
+    """One request name's histogram: counts per bucket (not cumulative)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)  # the last one is +Inf
+        self.total = 0.0
+
+
+@implementer(IServerObserver)
+class ServerMetrics:
+    """
+    Counts what one or more servers report and exposes it to Prometheus
+    (see the module docstring). Give one instance to every server of a
+    process that should be counted together: counters add up, gauges are
+    summed over the servers.
+
+    Metric families (all prefixed C{webwire_}): C{connections_open},
+    C{connections_accepted_total}, C{handshakes_refused_total{reason}},
+    C{requests_total{name,outcome}}, C{request_duration_seconds{name}},
+    C{handlers_running}, C{signals_received_total}, C{signals_sent_total},
+    C{messages_received_total}, C{messages_sent_total},
+    C{received_bytes_total}, C{sent_bytes_total}, C{sessions_active},
+    C{sessions_created_total}, C{sessions_restored_total},
+    C{sessions_closed_total}, C{session_restore_failures_total{reason}},
+    C{protocol_violations_total{code}}, C{send_buffer_cutoffs_total},
+    C{cluster_failures_total{operation}},
+    C{session_manager_failures_total{operation}} and C{build_info{version}}.
+
+    :ivar registry: The registry it is registered with, or C{None}.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = REGISTRY,
+        *,
+        requestNames: Collection[str] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        buckets: tuple[float, ...] = DURATION_BUCKETS,
+    ) -> None:
+        """
+        :param registry: Where to register; Prometheus's default registry if
+            omitted, none if C{None} (register it yourself).
+        :param requestNames: The request names that are labels as they are;
+            if omitted, those the served applications know (their
+            C{knowsRequest(name)} method). Any other name is L{OTHER}.
+        :param clock: Seconds, for request durations.
+        :param buckets: Increasing upper bounds (seconds) of the duration
+            histogram's buckets, without +Inf.
+        :raises ValueError: If C{registry} has these metrics already.
+        """
+        self._allowed = frozenset(requestNames) if requestNames is not None else None
+        self._clock = clock
+        self._bounds = tuple(buckets)
+        self._servers: list[WebWireServerFactory] = []
+        self._labels: dict[str, str] = {}
+        self._requests: dict[tuple[str, str], int] = {}
+        self._durations: dict[str, _Durations] = {}
+        self._refused = dict.fromkeys(REFUSALS, 0)
+        self._restoreFailures = dict.fromkeys(RESTORE_FAILURES, 0)
+        self._clusterFailures = dict.fromkeys(CLUSTER_OPERATIONS, 0)
+        self._managerFailures = dict.fromkeys(SESSION_MANAGER_OPERATIONS, 0)
+        self._violations: dict[int, int] = dict.fromkeys(VIOLATION_CODES, 0)
+        self.accepted = 0
+        self.messagesIn = 0
+        self.bytesIn = 0
+        self.messagesOut = 0
+        self.bytesOut = 0
+        self.signalsIn = 0
+        self.signalsOut = 0
+        self.cutOffs = 0
+        self.sessionsCreated = 0
+        self.sessionsRestored = 0
+        self.sessionsClosed = 0
+        self.registry = registry
+        if registry is not None:
+            registry.register(self)
+
+    # IServerObserver --------------------------------------------------------
+
+    def attach(self, server: WebWireServerFactory) -> None:
+        self._servers.append(server)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def connectionOpened(self) -> None:
+        self.accepted += 1
+
+    def handshakeRefused(self, reason: str) -> None:
+        self._refused[reason] = self._refused.get(reason, 0) + 1
+
+    def messageIn(self, size: int) -> None:
+        self.messagesIn += 1
+        self.bytesIn += size
+
+    def messageOut(self, data: bytes) -> None:
+        self.messagesOut += 1
+        self.bytesOut += len(data)
+        if data[0] in _SIGNAL_TYPES:
+            self.signalsOut += 1
+
+    def signalIn(self) -> None:
+        self.signalsIn += 1
+
+    def requestDone(
+        self, name: str, reply: bytes, started: float | None, cancelled: bool = False
+    ) -> None:
+        label = self._labels.get(name)
+        if label is None:
+            label = self._label(name)
+        outcome = "cancelled" if cancelled else _OUTCOME_OF_REPLY.get(reply[0], "reply")
+        key = (label, outcome)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        if started is None:
+            return
+        seconds = self._clock() - started
+        durations = self._durations.get(label)
+        if durations is None:
+            durations = self._durations[label] = _Durations(len(self._bounds))
+        durations.counts[bisect_left(self._bounds, seconds)] += 1
+        durations.total += seconds
+
+    def violation(self, code: int) -> None:
+        self._violations[code] = self._violations.get(code, 0) + 1
+
+    def sendBufferCutOff(self) -> None:
+        self.cutOffs += 1
+
+    def sessionCreated(self) -> None:
+        self.sessionsCreated += 1
+
+    def sessionRestored(self) -> None:
+        self.sessionsRestored += 1
+
+    def sessionClosed(self) -> None:
+        self.sessionsClosed += 1
+
+    def restoreFailed(self, reason: str) -> None:
+        self._restoreFailures[reason] = self._restoreFailures.get(reason, 0) + 1
+
+    def clusterFailure(self, operation: str) -> None:
+        self._clusterFailures[operation] = self._clusterFailures.get(operation, 0) + 1
+
+    def sessionManagerFailure(self, operation: str) -> None:
+        self._managerFailures[operation] = self._managerFailures.get(operation, 0) + 1
+
+    # Labels -----------------------------------------------------------------
+
+    def _label(self, name: str) -> str:
+        """
+        The label of a request name not seen as a label yet. Only allowed
+        names are remembered, so the table stays as small as the allow-list.
+        """
+        if self._allowed is not None:
+            known = name in self._allowed
+        else:
+            known = any(_knows(server.application, name) for server in self._servers)
+        if not known:
+            return OTHER
+        self._labels[name] = name
+        return name
+
+    # The Prometheus collector -----------------------------------------------
+
+    def describe(self) -> list[Metric]:
+        """
+        The metric families, for the registry's check that no other
+        collector has them.
+        """
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        """Make the metric families from the counts (called by a scrape)."""
+        servers = self._servers
+        yield _gauge(
+            "connections_open",
+            "WebSocket connections open now.",
+            sum(len(s.connections) for s in servers),
+        )
+        yield _counter(
+            "connections_accepted", "WebSocket connections accepted.", self.accepted
+        )
+        yield _labelled(
+            "handshakes_refused",
+            "WebSocket handshakes refused, by reason.",
+            "reason",
+            self._refused,
+        )
+        requests = CounterMetricFamily(
+            "webwire_requests",
+            "Requests answered, by name and outcome.",
+            labels=["name", "outcome"],
+        )
+        for (name, outcome), count in sorted(self._requests.items()):
+            requests.add_metric([name, outcome], count)
+        yield requests
+        yield self._histogram()
+        yield _gauge(
+            "handlers_running",
+            "Request and signal handlers running now.",
+            sum(s._runningHandlers() for s in servers),
+        )
+        yield _counter("signals_received", "Client signals handed on.", self.signalsIn)
+        yield _counter("signals_sent", "Signals sent to clients.", self.signalsOut)
+        yield _counter(
+            "messages_received", "WebSocket messages received.", self.messagesIn
+        )
+        yield _counter("messages_sent", "WebWire messages sent.", self.messagesOut)
+        yield _counter(
+            "received_bytes", "Bytes of WebSocket messages received.", self.bytesIn
+        )
+        yield _counter("sent_bytes", "Bytes of WebWire messages sent.", self.bytesOut)
+        yield _gauge(
+            "sessions_active",
+            "Sessions held by at least one connection now.",
+            sum(s.activeSessionCount for s in servers),
+        )
+        yield _counter("sessions_created", "Sessions created.", self.sessionsCreated)
+        yield _counter("sessions_restored", "Sessions restored.", self.sessionsRestored)
+        yield _counter(
+            "sessions_closed", "Sessions closed for good.", self.sessionsClosed
+        )
+        yield _labelled(
+            "session_restore_failures",
+            "Restore-session requests that failed, by reason.",
+            "reason",
+            self._restoreFailures,
+        )
+        yield _labelled(
+            "protocol_violations",
+            "Connections closed for a protocol violation, by close code.",
+            "code",
+            {str(code): count for code, count in self._violations.items()},
+        )
+        yield _counter(
+            "send_buffer_cutoffs",
+            "Connections dropped because the client did not read.",
+            self.cutOffs,
+        )
+        yield _labelled(
+            "cluster_failures",
+            "Cluster (Redis) operations that failed, by operation.",
+            "operation",
+            self._clusterFailures,
+        )
+        yield _labelled(
+            "session_manager_failures",
+            "Session manager hooks that failed, by operation.",
+            "operation",
+            self._managerFailures,
+        )
+        info = GaugeMetricFamily(
+            "webwire_build_info", "The WebWire version.", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+
+    def _histogram(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            "webwire_request_duration_seconds",
+            "Seconds from a request's handler call to its reply, by name.",
+            labels=["name"],
+        )
+        bounds = [_bound(b) for b in self._bounds] + ["+Inf"]
+        for name, durations in sorted(self._durations.items()):
+            cumulative = 0
+            buckets = []
+            for bound, count in zip(bounds, durations.counts, strict=True):
+                cumulative += count
+                buckets.append((bound, float(cumulative)))
+            family.add_metric([name], buckets, durations.total)
+        return family
+
+
+def _knows(application: object, name: str) -> bool:
+    knowsRequest = getattr(application, "knowsRequest", None)
+    return bool(knowsRequest(name)) if knowsRequest is not None else False
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"webwire_{name}", documentation, value=value)
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(f"webwire_{name}", documentation, value=value)
+
+
+def _labelled(
+    name: str, documentation: str, label: str, values: dict[Any, int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"webwire_{name}", documentation, labels=[label])
+    for value, count in values.items():
+        family.add_metric([str(value)], count)
+    return family
+
+
+def newRegistry() -> CollectorRegistry:
+    """
+    A registry with Prometheus's process, platform and garbage collector
+    collectors (C{process_*}, C{python_info}, C{python_gc_*}): what
+    C{twistd webwire --metrics} serves, with a L{ServerMetrics}.
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class MetricsResource(Resource):
+    """
+    Serves a registry in Prometheus's text format (or OpenMetrics, if the
+    scraper asks for it), on the reactor thread: the collectors read the
+    servers' state, which only the reactor thread may touch.
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: IRequest) -> bytes:
+        accept = request.getHeader(b"accept") or b""
+        encode, contentType = choose_encoder(accept.decode("latin-1"))
+        request.setHeader(b"content-type", contentType.encode("ascii"))
+        return encode(self.registry)
+
+
+def metricsRoot(registry: CollectorRegistry) -> Resource:
+    """A root resource with the registry at C{/metrics}."""
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(registry))
+    return root
+
+
+def metricsService(
+    description: str, metrics: ServerMetrics, reactor: Any = None
+) -> IService:
+    """
+    A service that serves C{metrics}' registry at C{/metrics} on an
+    endpoint: what C{twistd webwire --metrics} adds.
+
+    :param description: A server endpoint description (strports syntax),
+        e.g. C{"tcp:9100:interface=127.0.0.1"}.
+    :param metrics: Registered (see L{ServerMetrics.registry}).
+    :raises ValueError: If C{metrics} is registered nowhere.
+    """
+    if metrics.registry is None:
+        raise ValueError("the metrics are not registered anywhere")
+    site = Site(metricsRoot(metrics.registry))
+    site.noisy = False
+    kwargs = {} if reactor is None else {"reactor": reactor}
+    return strports.service(description, site, **kwargs)
