@@ -262,7 +262,9 @@ class ConnectionCheck:
     ) -> str | None:
         if expected.signal is not None and not expected.signalled:
             return f"reply before its signal {expected.signal[0]!r}"
-        if any(identifier == message.identifier for _, identifier in self.notifications):
+        if any(
+            identifier == message.identifier for _, identifier in self.notifications
+        ):
             return "reply before its session notification"
         if expected.anyError:
             if isinstance(message, wire.ErrorReply):
@@ -476,7 +478,9 @@ class Generator:
 
     def login(self, user: str) -> tuple[bytes, Expected]:
         identifier = self.nextIdentifier()
-        data = wire.encodeRequest(identifier, "login", user.encode(), wire.Encoding.UTF8)
+        data = wire.encodeRequest(
+            identifier, "login", user.encode(), wire.Encoding.UTF8
+        )
         return data, Expected("login", notification="created", sessionOf=user)
 
     def whoami(self, key: str | None) -> tuple[bytes, Expected]:

@@ -15,7 +15,7 @@ import json
 import random
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -292,7 +292,9 @@ class Episode:
                     await self.burst(slow=kind == "slow" and rng.random() < 0.5)
             if kind == "abort":
                 return await self.abort(midFrame=rng.random() < 0.5)
-            if kind in ("malformed", "oddity") or (kind == "slow" and rng.random() < 0.5):
+            if kind in ("malformed", "oddity") or (
+                kind == "slow" and rng.random() < 0.5
+            ):
                 return await self.violate(kind, slow=kind == "slow")
             await self.close()
         finally:
@@ -318,7 +320,9 @@ class Episode:
         rng = self.rng
         if rng.random() >= 0.1 or len(data) < 2:
             return frame(BINARY, data, maskKey=rng.randbytes(4))
-        cuts = sorted(rng.sample(range(1, len(data)), min(rng.randint(1, 4), len(data) - 1)))
+        cuts = sorted(
+            rng.sample(range(1, len(data)), min(rng.randint(1, 4), len(data) - 1))
+        )
         parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
         out = []
         for i, part in enumerate(parts):
@@ -400,7 +404,8 @@ class Episode:
             await self.step(generator.restore(key, user))
         else:
             if rng.random() < 0.3:
-                bogus = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz:0123456789", k=rng.randint(1, 64)))
+                letters = "abcdefghijklmnopqrstuvwxyz:0123456789"
+                bogus = "".join(rng.choices(letters, k=rng.randint(1, 64)))
                 await self.step(generator.restore(bogus, None))
             user = f"user{rng.getrandbits(32):08x}"
             await self.step(generator.login(user))
@@ -425,7 +430,7 @@ class Episode:
         self.conn.write(frame(CLOSE, struct.pack("!H", 1000)))
         await self.ending({1000}, "close 1000")
 
-    async def ending(self, codes: set[int | None], what: str) -> None:
+    async def ending(self, codes: Collection[int | None], what: str) -> None:
         conn = self.conn
         try:
             await within(self.load.reactor, conn.ended, CLOSE_TIMEOUT, "")
@@ -449,7 +454,9 @@ class Episode:
         self.check.name += f" ({what})"
         self.check.finish(complete=True)
         if conn.pings:
-            self.tally.fail("pongs lost", f"{self.name}: {len(conn.pings)}", len(conn.pings))
+            self.tally.fail(
+                "pongs lost", f"{self.name}: {len(conn.pings)}", len(conn.pings)
+            )
 
     async def abort(self, midFrame: bool = False) -> None:
         """Reset the connection, maybe in the middle of a frame."""
@@ -470,7 +477,7 @@ class Episode:
         requests (maybe led by a restore) must all be answered first.
         """
         rng, conn = self.rng, self.conn
-        codes: set[int | None]
+        codes: Collection[int | None]
         if kind == "oddity":
             what, bad, codes = self.oddity()
         else:
@@ -494,13 +501,14 @@ class Episode:
         await self.ending(codes, what)
         del conn
 
-    def oddity(self) -> tuple[str, bytes, set[int | None]]:
+    def oddity(self) -> tuple[str, bytes, Collection[int | None]]:
         """A WebSocket-level oddity the server must refuse, and its close codes."""
         rng = self.rng
         size = wire.DEFAULT_MESSAGE_BUFFER_SIZE
         if self.generator.maxSize:
             size = self.generator.maxSize
-        choices: list[tuple[str, Callable[[], bytes], set[int | None]]] = [
+        broken = PROTOCOL_ERROR_CLOSES
+        choices: list[tuple[str, Callable[[], bytes], Collection[int | None]]] = [
             ("text frame", lambda: frame(TEXT, b"hello"), {1003}),
             (
                 "oversized frame",
@@ -509,8 +517,10 @@ class Episode:
             ),
             (
                 "oversized fragments",
-                lambda: frame(BINARY, bytes(size), fin=False)
-                + frame(CONTINUATION, bytes(rng.randint(1, 4096))),
+                lambda: (
+                    frame(BINARY, bytes(size), fin=False)
+                    + frame(CONTINUATION, bytes(rng.randint(1, 4096)))
+                ),
                 {1009},
             ),
             (
@@ -518,16 +528,16 @@ class Episode:
                 lambda: frame(BINARY, bytes(65536), length=1 << 30),
                 {1009},
             ),
-            ("unmasked frame", lambda: frame(BINARY, b"\x21", maskKey=None), PROTOCOL_ERROR_CLOSES),
-            ("reserved bits", lambda: frame(BINARY, b"\x21", rsv=4), PROTOCOL_ERROR_CLOSES),
-            ("reserved opcode", lambda: frame(_RESERVED_OPCODE, b"\x21"), PROTOCOL_ERROR_CLOSES),
-            ("stray continuation", lambda: frame(CONTINUATION, b"\x21"), PROTOCOL_ERROR_CLOSES),
-            ("fragmented ping", lambda: frame(PING, b"x", fin=False), PROTOCOL_ERROR_CLOSES),
-            ("ping over 125 bytes", lambda: frame(PING, bytes(126)), PROTOCOL_ERROR_CLOSES),
+            ("unmasked frame", lambda: frame(BINARY, b"!", maskKey=None), broken),
+            ("reserved bits", lambda: frame(BINARY, b"!", rsv=4), broken),
+            ("reserved opcode", lambda: frame(_RESERVED_OPCODE, b"!"), broken),
+            ("stray continuation", lambda: frame(CONTINUATION, b"!"), broken),
+            ("fragmented ping", lambda: frame(PING, b"x", fin=False), broken),
+            ("ping over 125 bytes", lambda: frame(PING, bytes(126)), broken),
             (
                 "new message inside a fragmented one",
-                lambda: frame(BINARY, b"\x21", fin=False) + frame(BINARY, b"\x21"),
-                PROTOCOL_ERROR_CLOSES,
+                lambda: frame(BINARY, b"!", fin=False) + frame(BINARY, b"!"),
+                broken,
             ),
         ]
         what, make, codes = rng.choice(choices)
@@ -565,9 +575,12 @@ async def connectionSlot(load: Load) -> None:
 async def generate(reactor: Any, opts: argparse.Namespace) -> None:
     """Run one load process; print its tally as one JSON line."""
     load = Load(reactor, opts)
-    slots = [Deferred.fromCoroutine(connectionSlot(load)) for _ in range(opts.connections)]
+    slots = [
+        Deferred.fromCoroutine(connectionSlot(load)) for _ in range(opts.connections)
+    ]
     results = await DeferredList(slots, consumeErrors=True)
     for ok, result in results:
         if not ok:
-            load.tally.fail("stalled", f"load process error: {result.getErrorMessage()}")
+            error = result.getErrorMessage() if isinstance(result, Failure) else ""
+            load.tally.fail("stalled", f"load process error: {error}")
     report(json.dumps(load.tally.asDict()))

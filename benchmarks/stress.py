@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import sys
 import tempfile
 import time
@@ -38,7 +37,8 @@ SHUTDOWN_TIMEOUT = 5.0  # the started server's --shutdown-timeout
 SETTLE_TIMEOUT = 10.0  # seconds for the descriptors to return after the load
 EXIT_GRACE = 10.0  # seconds beyond the shutdown timeout for the server to exit
 RSS_GROWTH_MIB = 64.0  # default bound of the server's RSS growth
-LOG_BYTES_PER_MESSAGE = 8.0  # default bound of the server log per message sent
+LOG_BYTES = 8.0  # default bound of the server log per message sent
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LISTENING = re.compile(r"\bSite starting on (\d+)")
 _TRACEBACK = "Traceback (most recent call last)"
 _CRITICAL = re.compile(r"#critical\]")
@@ -130,7 +130,7 @@ class Run:
         argv += ["--read-timeout", str(READ_TIMEOUT)]
         argv += ["--shutdown-timeout", str(SHUTDOWN_TIMEOUT)]
         argv += ["--session-directory", str(directory / "sessions")]
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        env = dict(os.environ, PYTHONPATH=_ROOT)
         self.children.spawn(server, argv, env=env)
         self.server = server
         line = await server.waitFor("Site starting on", START_TIMEOUT, self.reactor)
@@ -203,7 +203,9 @@ class Run:
             await within(self.reactor, server.whenEnded(), bound, "server exit")
         except BenchmarkError:
             server.kill()
-            self.failures.append(f"the server did not exit within {bound:g}s of SIGTERM")
+            self.failures.append(
+                f"the server did not exit within {bound:g}s of SIGTERM"
+            )
         self.figures["exit"] = time.monotonic() - started
         server.logFile.close()
 
@@ -240,7 +242,9 @@ class Run:
                 if self.server is not None and not self.server.logFile.closed:
                     self.server.logFile.close()
                 if self.failures and self.logPath is not None and not opts.url:
-                    kept = Path(tempfile.gettempdir()) / f"webwire-stress-{opts.seed}.log"
+                    kept = (
+                        Path(tempfile.gettempdir()) / f"webwire-stress-{opts.seed}.log"
+                    )
                     kept.write_bytes(self.logPath.read_bytes())
                     report(f"server log kept in {kept}")
         return 1 if self.failures else 0
@@ -257,7 +261,9 @@ class Run:
         rows: list[tuple[str, str]] = []
         seconds = self.figures["seconds"]
         rows.append(("seed", str(opts.seed)))
-        rows.append(("messages", f"{t['messages']:,} ({t['messages'] / seconds:,.0f}/s)"))
+        rows.append(
+            ("messages", f"{t['messages']:,} ({t['messages'] / seconds:,.0f}/s)")
+        )
         rows.append(("duration", f"{seconds:.1f} s"))
         rows.append(("connections", f"{t['connections']:,}"))
         episodes = {k[8:]: v for k, v in t.items() if k.startswith("episode ")}
@@ -283,7 +289,8 @@ class Run:
             rows.append(("server log", "not read (give --log)"))
         else:
             perMessage = scan.bytes / max(t["messages"], 1)
-            rows.append(("server log", f"{scan.bytes:,} bytes, {scan.lines:,} lines ({perMessage:.1f} bytes/message)"))
+            size = f"{scan.bytes:,} bytes, {scan.lines:,} lines"
+            rows.append(("server log", f"{size} ({perMessage:.1f} bytes/message)"))
             rows.append(("tracebacks in the log", f"{scan.tracebacks:,}"))
             rows.append(("critical lines in the log", f"{scan.criticals:,}"))
             if scan.tracebacks or scan.criticals:
@@ -307,9 +314,12 @@ class Run:
                 )
         if rssBefore is not None and rssAfter is not None:
             growth = (rssAfter - rssBefore) / 1024
-            rows.append(("RSS before/after", f"{rssBefore / 1024:.1f} / {rssAfter / 1024:.1f} MiB (+{growth:.1f})"))
+            mib = f"{rssBefore / 1024:.1f} / {rssAfter / 1024:.1f} MiB"
+            rows.append(("RSS before/after", f"{mib} ({growth:+.1f})"))
             if growth > opts.rss_bound:
-                self.failures.append(f"RSS grew by {growth:.1f} MiB (bound {opts.rss_bound:g})")
+                self.failures.append(
+                    f"RSS grew by {growth:.1f} MiB (bound {opts.rss_bound:g})"
+                )
         if "exit" in self.figures:
             rows.append(("server exit after SIGTERM", f"{self.figures['exit']:.1f} s"))
         width = max(len(label) for label, _ in rows)
@@ -333,17 +343,21 @@ def parseArguments(argv: list[str]) -> argparse.Namespace:
         prog="python -m benchmarks.stress", description=__doc__.split("\n\n")[0]
     )
     add = parser.add_argument
-    add("--url", help="a running server (ws://127.0.0.1:PORT/...) instead of one started here")
-    add("--pid", type=int, help="with --url: the server's process, for descriptors and RSS")
-    add("--log", help="with --url: the server's log file, scanned from its current end")
+    add("--url", help="a running server, ws://127.0.0.1:PORT/... (default: start one)")
+    add("--pid", type=int, help="with --url: its process (descriptors and RSS)")
+    add("--log", help="with --url: its log file, read from its current end")
     add("--messages", type=int, default=20_000, help="WebWire messages to send in all")
     add("--connections", type=int, default=16, help="connections open at once, in all")
     add("--processes", type=int, default=2, help="load processes")
-    add("--seed", type=int, default=None, help="random seed (default: a new one, printed)")
-    add("--duration", type=float, default=600.0, help="seconds after which no new connection starts")
-    add("--settle", type=float, default=SETTLE_TIMEOUT, help="seconds the server's descriptors may take to return")
-    add("--rss-bound", type=float, default=RSS_GROWTH_MIB, help="MiB the server's RSS may grow")
-    add("--log-bound", type=float, default=LOG_BYTES_PER_MESSAGE, help="server log bytes per message sent, at most")
+    add("--seed", type=int, help="random seed (default: a new one, printed)")
+    add(
+        "--duration", type=float, default=600.0, help="seconds; no new connection after"
+    )
+    add(
+        "--settle", type=float, default=SETTLE_TIMEOUT, help="seconds for fds to return"
+    )
+    add("--rss-bound", type=float, default=RSS_GROWTH_MIB, help="MiB of RSS growth")
+    add("--log-bound", type=float, default=LOG_BYTES, help="log bytes per message")
     opts = parser.parse_args(argv)
     if opts.seed is None:
         opts.seed = int.from_bytes(os.urandom(4), "big")
