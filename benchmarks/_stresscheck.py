@@ -43,7 +43,7 @@ class Tally(Counter[str]):
         "unfinished close",
         "stalled",
     )
-    MAX_SAMPLES = 20
+    SAMPLES = 3  # descriptions kept of each kind of failure
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,8 +53,12 @@ class Tally(Counter[str]):
         """Count C{count} failures of C{kind}, keeping a sample description."""
         assert kind in self.FAILURES, kind
         self[kind] += count
-        if len(self.samples) < self.MAX_SAMPLES:
-            self.samples.append(f"{kind}: {description}")
+        self._sample(f"{kind}: {description}")
+
+    def _sample(self, sample: str) -> None:
+        kind = sample.split(":", 1)[0]
+        if sum(s.startswith(kind + ":") for s in self.samples) < self.SAMPLES:
+            self.samples.append(sample)
 
     def failures(self) -> int:
         """How many failures were counted, of all kinds."""
@@ -63,8 +67,8 @@ class Tally(Counter[str]):
     def merge(self, other: dict[str, Any]) -> None:
         """Add a tally in its L{asDict} form (from another process)."""
         self.update(other["counts"])
-        room = self.MAX_SAMPLES - len(self.samples)
-        self.samples += other["samples"][: max(room, 0)]
+        for sample in other["samples"]:
+            self._sample(sample)
 
     def asDict(self) -> dict[str, Any]:
         return {"counts": dict(self), "samples": self.samples}

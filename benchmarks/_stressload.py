@@ -238,7 +238,7 @@ class Load:
         self.budget: int = opts.messages
         self.deadline = time.monotonic() + opts.duration
         self.rng = random.Random(f"{opts.seed}:{opts.worker}")
-        self.worker: int = opts.worker
+        self.worker: str = opts.worker
         self.tally = Tally()
         self.sessions: list[tuple[str, str]] = []  # (key, user), free to take
         self.episodes = 0
@@ -254,7 +254,7 @@ class Episode:
     def __init__(self, load: Load, number: int) -> None:
         self.load = load
         self.rng = random.Random(load.rng.getrandbits(64))
-        self.name = f"w{load.worker}c{number}"
+        self.name = f"{load.worker}c{number}"
         self.check = ConnectionCheck(load.tally, self.name)
         self.tally = load.tally
         self.conn = StressConnection(self.check, self.rng, self.load.path)

@@ -36,6 +36,7 @@ READ_TIMEOUT = 30.0  # the started server's: longer than SETTLE_TIMEOUT
 SHUTDOWN_TIMEOUT = 5.0  # the started server's --shutdown-timeout
 SETTLE_TIMEOUT = 10.0  # seconds for the descriptors to return after the load
 EXIT_GRACE = 10.0  # seconds beyond the shutdown timeout for the server to exit
+WARM_UP_MESSAGES = 500  # sent before the descriptors and RSS are measured
 RSS_GROWTH_MIB = 64.0  # default bound of the server's RSS growth
 LOG_BYTES = 8.0  # default bound of the server log per message sent
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,6 +63,40 @@ def rssKiB(pid: int) -> int | None:
     except OSError:
         pass
     return None
+
+
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+def socketStates(pid: int) -> dict[str, int]:
+    """How many TCP sockets process C{pid} holds, by state (from /proc)."""
+    inodes = set()
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        states: dict[str, int] = {}
+        for table in ("tcp", "tcp6"):
+            with open(f"/proc/{pid}/net/{table}") as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if fields[9] in inodes:
+                        state = _TCP_STATES.get(fields[3], fields[3])
+                        states[state] = states.get(state, 0) + 1
+    except OSError:
+        return {}
+    return states
 
 
 class LogScan:
@@ -160,20 +195,36 @@ class Run:
         while True:
             now = descriptors(self.pid)
             if now is None or now <= before or time.monotonic() > end:
+                self.figures["sockets"] = socketStates(self.pid)
                 return now
             await deferLater(self.reactor, 0.1, lambda: None)
 
-    async def load(self) -> None:
+    async def warmUp(self) -> None:
+        """
+        Run a little load first (checked like the rest), then wait until the
+        server's descriptors are steady: what the first connections open
+        for good (session files, caches) is no leak.
+        """
+        await self.load([(WARM_UP_MESSAGES, 2)], "warm-up")
+        if self.pid is None:
+            return
+        last, end = descriptors(self.pid), time.monotonic() + self.opts.settle
+        while time.monotonic() < end:
+            await deferLater(self.reactor, 0.2, lambda: None)
+            now = descriptors(self.pid)
+            if now == last:
+                return
+            last = now
+
+    async def load(self, shares: list[tuple[int, int]], name: str = "load") -> None:
+        """Run a load process for each C{(messages, connections)} share."""
         opts = self.opts
-        workers = max(1, min(opts.processes, opts.connections))
         processes = []
-        for i in range(workers):
-            share = opts.messages // workers + (i < opts.messages % workers)
-            conns = opts.connections // workers + (i < opts.connections % workers)
-            child = ChildProcess(f"load {i}")
+        for i, (messages, connections) in enumerate(shares):
+            child = ChildProcess(f"{name} {i}")
             args = ["load", "--port", str(self.port), "--path", self.path]
-            args += ["--seed", str(opts.seed), "--worker", str(i)]
-            args += ["--messages", str(share), "--connections", str(conns)]
+            args += ["--seed", str(opts.seed), "--worker", f"{name}{i}"]
+            args += ["--messages", str(messages), "--connections", str(connections)]
             args += ["--duration", str(opts.duration)]
             self.children.spawnModule(child, "benchmarks.stress", *args)
             processes.append(child)
@@ -229,9 +280,20 @@ class Run:
                     self.useURL(opts.url)
                 else:
                     await self.startServer(Path(directory))
+                await self.warmUp()
                 fdBefore, rssBefore = self.measure()
                 started = time.monotonic()
-                await self.load()
+                workers = max(1, min(opts.processes, opts.connections))
+                await self.load(
+                    [
+                        (
+                            opts.messages // workers + (i < opts.messages % workers),
+                            opts.connections // workers
+                            + (i < opts.connections % workers),
+                        )
+                        for i in range(workers)
+                    ]
+                )
                 self.figures["seconds"] = time.monotonic() - started
                 fdAfter = await self.settle(fdBefore)
                 rssAfter = self.measure()[1]
@@ -296,7 +358,7 @@ class Run:
             if scan.tracebacks or scan.criticals:
                 self.failures.append(
                     f"{scan.tracebacks:,} tracebacks and {scan.criticals:,} critical "
-                    f"lines in the server log, e.g. {scan.samples[:2]}"
+                    f"lines in the server log; the first: {scan.samples[:2]}"
                 )
             if perMessage > opts.log_bound:
                 self.failures.append(
@@ -310,7 +372,8 @@ class Run:
             if fdAfter is not None and fdAfter > fdBefore:
                 self.failures.append(
                     f"descriptors leaked: {fdBefore} before, {fdAfter} "
-                    f"{opts.settle:g}s after the load"
+                    f"{opts.settle:g}s after the load; the server's TCP sockets "
+                    f"then: {_counts(self.figures.get('sockets', {}))}"
                 )
         if rssBefore is not None and rssAfter is not None:
             growth = (rssAfter - rssBefore) / 1024
@@ -375,7 +438,7 @@ def parseLoadArguments(argv: list[str]) -> argparse.Namespace:
     add("--port", type=int, required=True)
     add("--path", default="/")
     add("--seed", type=int, required=True)
-    add("--worker", type=int, default=0)
+    add("--worker", default="0")
     add("--messages", type=int, required=True)
     add("--connections", type=int, required=True)
     add("--duration", type=float, required=True)
