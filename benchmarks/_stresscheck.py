@@ -42,6 +42,7 @@ class Tally(Counter[str]):
         "wrong close",
         "unfinished close",
         "stalled",
+        "run errors",
     )
     SAMPLES = 3  # descriptions kept of each kind of failure
 

@@ -83,7 +83,7 @@ class StressConnection(Protocol):
         self.httpStatus = ""
         self.acceptConf: wire.AcceptConf | None = None
         self.opened: Deferred[wire.AcceptConf] = Deferred()
-        self.ended: Deferred[None] = Deferred()
+        self.endWaiters: list[Deferred[None]] = []
         self.gone = False
         self.fragments: list[bytes] = []
         self.textMessage = False
@@ -129,10 +129,20 @@ class StressConnection(Protocol):
             self.waiter = d
         return d
 
+    def whenEnded(self) -> Deferred[None]:
+        """Fires once the TCP connection is gone (a new Deferred each call)."""
+        d: Deferred[None] = Deferred()
+        if self.gone:
+            d.callback(None)
+        else:
+            self.endWaiters.append(d)
+        return d
+
     def _wake(self) -> None:
         if self.waiter is not None and (self.idle or self.gone):
             waiter, self.waiter = self.waiter, None
-            waiter.callback(None)
+            if not waiter.called:  # else it timed out
+                waiter.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.buffer += data
@@ -221,7 +231,10 @@ class StressConnection(Protocol):
         if not self.opened.called:
             self.opened.errback(BenchmarkError(f"not upgraded ({self.httpStatus!r})"))
         self._wake()
-        self.ended.callback(None)
+        waiters, self.endWaiters = self.endWaiters, []
+        for waiter in waiters:
+            if not waiter.called:  # else it timed out
+                waiter.callback(None)
 
 
 class Load:
@@ -386,7 +399,7 @@ class Episode:
             self.tally.fail("stalled", f"{self.name}: no answers for {REPLY_TIMEOUT}s")
             self.check.finish(complete=True)
             self.conn._abort()
-            await self.conn.ended
+            await self.conn.whenEnded()
 
     def pauseReading(self) -> None:
         """Read nothing for a while: the server's output queues up."""
@@ -433,7 +446,7 @@ class Episode:
     async def ending(self, codes: Collection[int | None], what: str) -> None:
         conn = self.conn
         try:
-            await within(self.load.reactor, conn.ended, CLOSE_TIMEOUT, "")
+            await within(self.load.reactor, conn.whenEnded(), CLOSE_TIMEOUT, "")
         except BenchmarkError:
             self.tally.fail(
                 "unfinished close",
@@ -441,7 +454,7 @@ class Episode:
                 f"(Close {conn.closeCode} received: {conn.closeReceived})",
             )
             conn._abort()
-            await conn.ended
+            await conn.whenEnded()
         code = conn.closeCode if conn.closeReceived else None
         shown = code if code is not None else "no Close frame"
         self.tally[f"close {shown}"] += 1
@@ -467,7 +480,7 @@ class Episode:
         self.tally["aborts"] += 1
         self.tally["close aborted by the run"] += 1
         self.conn._abort()
-        await self.conn.ended
+        await self.conn.whenEnded()
         self.check.finish(complete=False)
         self.conn.pings.clear()
 
@@ -570,6 +583,10 @@ async def connectionSlot(load: Load) -> None:
             load.tally.fail("stalled", f"{episode.name}: {e}")
             episode.check.finish(complete=False)
             episode.conn._abort()
+        except Exception as e:  # a fault of the run itself: count, go on
+            load.tally.fail("run errors", f"{episode.name}: {e!r}")
+            episode.check.finish(complete=False)
+            episode.conn._abort()
 
 
 async def generate(reactor: Any, opts: argparse.Namespace) -> None:
@@ -581,6 +598,6 @@ async def generate(reactor: Any, opts: argparse.Namespace) -> None:
     results = await DeferredList(slots, consumeErrors=True)
     for ok, result in results:
         if not ok:
-            error = result.getErrorMessage() if isinstance(result, Failure) else ""
-            load.tally.fail("stalled", f"load process error: {error}")
+            error = repr(result.value) if isinstance(result, Failure) else ""
+            load.tally.fail("run errors", f"load process: {error}")
     report(json.dumps(load.tally.asDict()))

@@ -14,10 +14,12 @@ import sys
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from benchmarks._common import BenchmarkError, within
 from benchmarks._stresscheck import (
     INVALID,
     ConnectionCheck,
@@ -26,7 +28,7 @@ from benchmarks._stresscheck import (
     Tally,
     expectRequest,
 )
-from benchmarks._stressload import BINARY, frame
+from benchmarks._stressload import BINARY, StressConnection, frame
 from benchmarks.stress import LogScan
 from webwire import wire
 
@@ -199,6 +201,24 @@ class FrameTests(SynchronousTestCase):
     def test_declared(self) -> None:
         data = frame(BINARY, b"", maskKey=None, length=1 << 30)
         self.assertEqual(data, b"\x82\x7f" + (1 << 30).to_bytes(8, "big"))
+
+
+class StressConnectionTests(SynchronousTestCase):
+    def test_endedAfterTimeout(self) -> None:
+        """
+        A wait for the end of a connection that timed out spoils no later
+        wait: the connection's end still fires the next one.
+        """
+        clock = Clock()
+        conn = StressConnection(ConnectionCheck(Tally()), random.Random(1), "/")
+        first = Deferred.fromCoroutine(within(clock, conn.whenEnded(), 1, "end"))
+        clock.advance(1)
+        self.failureResultOf(first, BenchmarkError)
+        second = conn.whenEnded()
+        conn.connectionLost()
+        self.failureResultOf(conn.opened, BenchmarkError)  # never upgraded
+        self.assertIsNone(self.successResultOf(second))
+        self.assertIsNone(self.successResultOf(conn.whenEnded()))
 
 
 class LogScanTests(SynchronousTestCase):
