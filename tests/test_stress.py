@@ -320,7 +320,8 @@ class ShortRunTests(TestCase):
 
     test_passes.todo = (  # type: ignore[attr-defined]
         "the server still loses the replies to requests read before a "
-        "malformed message, answers a signal-me it cannot send with an "
-        "internal error and a critical traceback, and keeps connections "
+        "malformed message or a WebSocket framing error, answers a signal-me "
+        "it cannot send with an internal error and a critical traceback, logs "
+        "a debug line per message only servers send, and keeps connections "
         "closed with queued output open"
     )
