@@ -79,23 +79,41 @@ _TCP_STATES = {
 
 
 def socketStates(pid: int) -> dict[str, int]:
-    """How many TCP sockets process C{pid} holds, by state (from /proc)."""
+    """
+    What process C{pid} holds open: its TCP sockets by state, sockets no
+    longer in the TCP table (reset by the peer, or other kinds) and other
+    descriptors (from /proc).
+    """
     inodes = set()
+    states: dict[str, int] = {}
     try:
-        for name in os.listdir(f"/proc/{pid}/fd"):
-            target = os.readlink(f"/proc/{pid}/fd/{name}")
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-        states: dict[str, int] = {}
-        for table in ("tcp", "tcp6"):
-            with open(f"/proc/{pid}/net/{table}") as f:
-                for line in f.readlines()[1:]:
-                    fields = line.split()
-                    if fields[9] in inodes:
-                        state = _TCP_STATES.get(fields[3], fields[3])
-                        states[state] = states.get(state, 0) + 1
+        names = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return {}
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+        else:
+            kind = target.split(":", 1)[0] if ":" in target else "file"
+            states[kind] = states.get(kind, 0) + 1
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[9] in inodes:
+                inodes.discard(fields[9])
+                state = _TCP_STATES.get(fields[3], fields[3])
+                states[state] = states.get(state, 0) + 1
+    if inodes:
+        states["sockets not in the TCP table"] = len(inodes)
     return states
 
 
@@ -372,8 +390,8 @@ class Run:
             if fdAfter is not None and fdAfter > fdBefore:
                 self.failures.append(
                     f"descriptors leaked: {fdBefore} before, {fdAfter} "
-                    f"{opts.settle:g}s after the load; the server's TCP sockets "
-                    f"then: {_counts(self.figures.get('sockets', {}))}"
+                    f"{opts.settle:g}s after the load; the server then held: "
+                    f"{_counts(self.figures.get('sockets', {}))}"
                 )
         if rssBefore is not None and rssAfter is not None:
             growth = (rssAfter - rssBefore) / 1024

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import socket
 import sys
 
 from twisted.internet import reactor
@@ -29,7 +30,7 @@ from benchmarks._stresscheck import (
     expectRequest,
 )
 from benchmarks._stressload import BINARY, StressConnection, frame
-from benchmarks.stress import LogScan
+from benchmarks.stress import LogScan, socketStates
 from webwire import wire
 
 ROOT = FilePath(__file__).parent().parent()
@@ -219,6 +220,22 @@ class StressConnectionTests(SynchronousTestCase):
         self.failureResultOf(conn.opened, BenchmarkError)  # never upgraded
         self.assertIsNone(self.successResultOf(second))
         self.assertIsNone(self.successResultOf(conn.whenEnded()))
+
+
+class SocketStatesTests(SynchronousTestCase):
+    def test_states(self) -> None:
+        """The sockets a process holds are counted by TCP state."""
+        listening = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listening.close)
+        before = socketStates(os.getpid())
+        client = socket.create_connection(listening.getsockname())
+        self.addCleanup(client.close)
+        server, _ = listening.accept()
+        self.addCleanup(server.close)
+        after = socketStates(os.getpid())
+        self.assertGreaterEqual(after["LISTEN"], 1)
+        established = after["ESTABLISHED"] - before.get("ESTABLISHED", 0)
+        self.assertEqual(established, 2)
 
 
 class LogScanTests(SynchronousTestCase):
