@@ -114,6 +114,25 @@ class _WebWireChannel(HTTPChannel):
             return
         super().allHeadersReceived()
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # twisted.web's answer to a bad request (too many or too long
+        # headers...), closed so that the answer arrives: unread input would
+        # turn a plain close into a reset.
+        if self._refused:
+            return
+        self._refused = True
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # type: ignore[union-attr]
+        guard = self.site.guard
+        lingeringClose(self.transport, guard.clock, guard.closeTimeout)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._respondToBadRequestAndDisconnect()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return  # read only to see the client's close
+        super().dataReceived(data)
+
     def rawDataReceived(self, data: bytes) -> None:
         if self._refused:
             return  # read only to see the client's close
