@@ -65,7 +65,9 @@ def lingeringClose(transport: Any, clock: IReactorTime, timeout: float) -> IDela
     if getattr(transport, "producer", None) is not None:
         transport.unregisterProducer()
     halfClose = getattr(transport, "loseWriteConnection", None)
-    if halfClose is None or ISSLTransport.providedBy(transport):
+    if getattr(transport, "_aborting", False):
+        pass  # aborted already: its connectionLost is on its way
+    elif halfClose is None or ISSLTransport.providedBy(transport):
         transport.loseConnection()
     else:
         halfClose()
