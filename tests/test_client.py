@@ -178,7 +178,9 @@ class ReplyTests(ClientTestCase):
         """A request during a server shutdown raises ServerShutdown."""
         clock = WatchedClock()
         server = self.conformance(clock)
-        client = self.makeClient(server.portNumber)
+        # Not reconnecting once the shutdown closed the connection: the
+        # server has stopped serving, and the test ends there.
+        client = self.makeClient(server.portNumber, autoconnect=False)
         sleeping = client.request("sleep", "100")
         await clock.pending()
         done = server.factory.shutdown()

@@ -15,15 +15,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
 from tests.helpers import LoopbackServer, connectRaw, h, ident, portNumber, rawHTTP
+from tests.test_server import captureLogs
 from tests.test_twistd import LISTEN, TWISTD, startServer
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.errors import RequestError
+from webwire.guard import LIMIT_WARNING_INTERVAL
 from webwire.interfaces import IConnection
 from webwire.metrics import (
     OTHER,
@@ -354,6 +357,56 @@ class ScrapeTests(TestCase):
             ),
             1,
         )
+
+    async def test_refusedAtLimit(self) -> None:
+        """
+        Connections refused at C{maxConnections} (from the TCP accept, before
+        any upgrade) are counted as C{limit}, each of them, while the warning
+        that the limit refuses clients is logged at most once a minute.
+        """
+        registry = CollectorRegistry()
+        metrics = ServerMetrics(registry)
+        clock = Clock()
+        events = captureLogs(self)
+        server = LoopbackServer(
+            self,
+            _router(Deferred()),
+            ServerOptions(maxConnections=1, readTimeout=3600),
+            clock,
+            observer=metrics,
+        )
+        held = await server.connect("/")
+        await held.message(0)  # AcceptConf: the connection is open
+        heldConnection = server.serverProtocols()[0].connection
+        upgrade = (
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+
+        def warnings() -> list[str]:
+            return [
+                formatEvent(e)
+                for e in events
+                if "connections reached" in formatEvent(e)
+            ]
+
+        for _ in range(3):
+            refused = await rawHTTP(server.portNumber, upgrade, untilHeaders=True)
+            self.assertIn(b" 503 ", refused)
+        self.assertEqual(len(warnings()), 1)
+        clock.advance(LIMIT_WARNING_INTERVAL)
+        refused = await rawHTTP(server.portNumber, upgrade, untilHeaders=True)
+        self.assertIn(b" 503 ", refused)
+        self.assertEqual(len(warnings()), 2)
+        self.assertIn("refused 3 with HTTP 503", warnings()[1])
+        self.assertEqual(
+            registry.get_sample_value(
+                "webwire_handshakes_refused_total", {"reason": "limit"}
+            ),
+            4,
+        )
+        self.assertEqual(server.serverProtocols()[0].connection, heldConnection)
 
     async def test_randomNames(self) -> None:
         """

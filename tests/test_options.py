@@ -116,6 +116,12 @@ class ValidationTests(SynchronousTestCase):
         self.assertRefused(openHandshakeTimeout=0)
         self.assertRefused(openHandshakeTimeout=-1)
 
+    def test_closeTimeout(self) -> None:
+        """The close timeout is a positive number of seconds."""
+        self.assertAccepted(closeTimeout=0.001)
+        self.assertRefused(closeTimeout=0)
+        self.assertRefused(closeTimeout=float("inf"))
+
     def test_maxConnections(self) -> None:
         """The connection limit may be 0 (none), not negative."""
         self.assertAccepted(maxConnections=0)

@@ -31,6 +31,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from webwire import wire
 from webwire.application import Application
 from webwire.errors import Disconnected, RequestError
+from webwire.guard import GuardedConnection
 from webwire.interfaces import IConnection, RequestResult
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory, WebWireServerProtocol
@@ -124,6 +125,11 @@ class MemoryTransport(iosim.FakeTransport):
         self.aborted = True
         super().abortConnection()
 
+    def loseWriteConnection(self) -> None:
+        # iosim has no half-close; either way the peer sees the end of the
+        # stream.
+        self.loseConnection()
+
     def getOutBuffer(self) -> Any:
         if self.peer is not None and self.peer.producerState == "paused":
             return None
@@ -189,7 +195,9 @@ class Pair:
         if clientFactory is None:
             clientFactory = WebSocketClientFactory("ws://localhost/")
         clientFactory.protocol = RecordingClient
-        server: object = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        # What a listening port gets: the protocol under the factory's guard.
+        guarded = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        server = guarded.wrappedProtocol
         client: object = clientFactory.buildProtocol(
             IPv4Address("TCP", "127.0.0.1", 80)
         )
@@ -197,12 +205,12 @@ class Pair:
         assert isinstance(client, RecordingClient)
         self.server: WebWireServerProtocol = server
         self.client: RecordingClient = client
-        self.serverTransport = MemoryTransport(server, isServer=True)
+        self.serverTransport = MemoryTransport(guarded, isServer=True)
         self.clientTransport = MemoryTransport(client, isServer=False)
         self.serverTransport.peer = self.clientTransport
         self.clientTransport.peer = self.serverTransport
         self.pump = iosim.connect(
-            server,
+            guarded,
             self.serverTransport,
             client,
             self.clientTransport,
@@ -341,7 +349,6 @@ def rawHandshake(factory: WebWireServerFactory) -> bytes:
     on a L{StringTransport}; return every byte the server wrote.
     """
     protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
-    assert protocol is not None
     transport = LenientStringTransport()
     protocol.makeConnection(transport)
     protocol.dataReceived(UPGRADE_REQUEST)
@@ -1198,10 +1205,17 @@ class FactoryTests(ServerTestCase):
         self.assertRaises(TypeError, WebWireServerFactory, object())
 
     def test_protocol(self) -> None:
-        """The factory builds L{WebWireServerProtocol}s."""
+        """
+        The factory builds L{WebWireServerProtocol}s, under its guard when
+        for a port it listens on.
+        """
         harness = self.harness()
         self.assertIs(harness.factory.protocol, WebWireServerProtocol)
-        protocol = harness.factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
+        address = IPv4Address("TCP", "10.0.0.1", 1)
+        guarded = harness.factory.buildProtocol(address)
+        self.assertIsInstance(guarded, GuardedConnection)
+        self.assertIsInstance(guarded.wrappedProtocol, WebWireServerProtocol)
+        protocol = harness.factory.buildWebSocketProtocol(address)
         self.assertIsInstance(protocol, WebWireServerProtocol)
 
     def test_defaultOptions(self) -> None:

@@ -50,10 +50,18 @@ class ServerOptions:
     :ivar shutdownTimeout: Seconds a graceful shutdown waits for running
         handlers before cancelling them (each cancelled request is answered
         with an internal-error reply); C{None} waits for ever.
-    :ivar openHandshakeTimeout: Seconds a client has to complete the
-        WebSocket opening handshake.
-    :ivar maxConnections: Connections served at once; more are refused with
-        HTTP 503. 0 means no limit.
+    :ivar openHandshakeTimeout: Seconds a client has, from the TCP accept,
+        to complete the WebSocket opening handshake (in a
+        L{webwire.web.WebWireSite}: to send each HTTP request in full);
+        slower clients are disconnected, however they dribble their bytes.
+    :ivar closeTimeout: Seconds a close may take once the server has sent
+        its Close frame (or refused a connection): the queued output is
+        flushed and the server reads (and discards) until the client closes
+        its end; after this long the connection is aborted, whether the
+        client reads or not.
+    :ivar maxConnections: Connections served at once, counted from the TCP
+        accept (connections still in the opening handshake count); more
+        are refused at once with HTTP 503. 0 means no limit.
     :ivar sessions: Whether the server manages sessions. Without, session
         requests are answered "sessions disabled" and creating one fails.
     :ivar maxSessionConnections: Connections one session may have at once
@@ -81,6 +89,7 @@ class ServerOptions:
     maxSendBuffer: int = 1024 * 1024
     shutdownTimeout: float | None = 30.0
     openHandshakeTimeout: float = 5.0
+    closeTimeout: float = 5.0
     maxConnections: int = 0
     sessions: bool = True
     maxSessionConnections: int = 0
@@ -89,7 +98,12 @@ class ServerOptions:
     paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("readTimeout", "shutdownTimeout", "openHandshakeTimeout"):
+        for name in (
+            "readTimeout",
+            "shutdownTimeout",
+            "openHandshakeTimeout",
+            "closeTimeout",
+        ):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, not {value}")
@@ -125,6 +139,8 @@ class ServerOptions:
             raise ValueError(
                 f"openHandshakeTimeout must be positive: {self.openHandshakeTimeout}"
             )
+        if self.closeTimeout <= 0:
+            raise ValueError(f"closeTimeout must be positive: {self.closeTimeout}")
         if self.maxSessionConnections < 0:
             raise ValueError(
                 "maxSessionConnections must not be negative: "

@@ -16,9 +16,16 @@ L{WebWireServerProtocol}, which
     reply plus a logged traceback (the exception text never reaches the
     client);
   - closes the connection on any malformed message (close code 1002, 1003
-    for text messages, 1009 for oversized ones) after its running handlers
-    have finished, without answering the bad message;
+    for text messages, 1009 for oversized ones) without answering it: the
+    messages read before it are still handled and answered, nothing after
+    it is, and the Close frame follows the last reply;
   - drops the connection when the client stays silent for the read timeout.
+
+Closing: once the Close frame is sent, the output is flushed, FIN follows
+and the server reads on (discarding) until the client closes its end, for
+at most L{ServerOptions.closeTimeout}; then the connection is aborted.
+Whatever the state, no message larger than the message buffer size is ever
+buffered: its data is discarded as it arrives.
 
 Flow control: one method, C{_updateReading}, decides whether the transport
 reads. It stops reading while the application's connect hook runs, while the
@@ -64,6 +71,7 @@ from zope.interface import implementer
 from webwire import wire
 from webwire.connection import Connection, HandshakeRequest
 from webwire.errors import Disconnected, RequestError, UpgradeRefused
+from webwire.guard import GuardedConnection, lingeringClose
 from webwire.handshake import cookiesOf, originAllowed
 from webwire.interfaces import (
     ICluster,
@@ -87,7 +95,13 @@ CLOSE_UNSUPPORTED_DATA: Final = 1003
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_INTERNAL_ERROR: Final = 1011
 
+_MAX_REQUEST_HEAD: Final = 16384
+"""Bytes of an upgrade request's line and headers (twisted.web's limit)."""
+_MAX_HEADERS: Final = 500
+"""Header lines of an upgrade request (twisted.web's limit)."""
+
 _HEARTBEAT: Final = wire.encodeHeartbeat()
+_CONNECTION_DONE: Final = Failure(ConnectionDone())
 _EPSILON: Final = 0.001
 """Timers treat what is due within a millisecond as due (float sums drift)."""
 
@@ -145,6 +159,8 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     _log = Logger()
     factory: WebWireServerFactory
+    guard: GuardedConnection | None = None
+    """What counted and timed this connection from its TCP accept."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -161,7 +177,18 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._inline = False
         self.session: Session | None = None
         self._connectHookPending = False
-        self._readStopped = False
+        # After a violation: nothing more is read as a message.
+        self._inputEnded = False
+        self._violationCode = CLOSE_PROTOCOL_ERROR
+        self._violationReason = ""
+        # The data of the message being received is dropped as it arrives.
+        self._discarding = False
+        # Frames cannot be parsed any more: every byte is dropped.
+        self._streamBroken = False
+        # Closing TCP: every byte is dropped until the client closes.
+        self._lingering = False
+        self._closeTimer: IDelayedCall | None = None
+        self._handshakeStarted = False
         self._reading = True
         self._writeCongested = False
         self._bytesWhileCongested = 0
@@ -191,8 +218,11 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     @property
     def isActive(self) -> bool:
-        """C{True} while the connection is open and not closing."""
-        return self._state is _OPEN
+        """
+        C{True} while the connection is open and not closing (after a
+        violation it is closing, though what was read before is handled).
+        """
+        return self._state is _OPEN and not self._inputEnded
 
     @property
     def messageBufferSize(self) -> int:
@@ -222,9 +252,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     def closeGracefully(self, code: int, reason: str) -> Deferred[None]:
         """
         Stop starting handlers, let the running ones finish (their replies
-        are sent), then close with C{code}. Messages that wait for a free
-        handler slot, and everything that arrives from now on (but
-        heartbeats), are dropped without reply.
+        are sent), then close with C{code}. Requests already read that wait
+        for a free handler slot are answered with ReplyShutdown (signals
+        among them are dropped); everything that arrives from now on is
+        read and discarded.
 
         :returns: A Deferred firing with C{None} once the connection is closed.
         """
@@ -234,21 +265,105 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._closeWaiters.append(waiter)
         if self._state is _OPEN:
             self._state = _CLOSING
+            if self._inputEnded:
+                code, reason = self._violationCode, self._violationReason
             self._closeCode = code
             self._closeReason = reason
-            if self._queue:
-                self._log.debug(
-                    "dropping {count} unstarted messages from {peer} on close",
-                    count=len(self._queue),
-                    peer=self.peer,
-                )
-                self._queue.clear()
+            while self._queue:
+                self._refuse(self._queue.popleft())
             self._updateReading()
             if not self._busy:
                 self._finishClosing()
         return waiter
 
     # Autobahn hooks -------------------------------------------------------
+
+    def _connectionMade(self) -> None:
+        super()._connectionMade()
+        if self.guard is not None:
+            # The guard times the handshake from the TCP accept.
+            call: Any = self.openHandshakeTimeoutCall
+            if call is not None:
+                call.cancel()
+                self.openHandshakeTimeoutCall = None
+
+    def processHandshake(self) -> None:
+        """
+        Bound the upgrade request before Autobahn parses it: line and
+        headers at most 16 KiB and 500 lines (HTTP 431 beyond), and nothing
+        buffered beyond that while the upgrade is being decided.
+        """
+        if self._handshakeStarted:
+            if len(self.data) > _MAX_REQUEST_HEAD:
+                self._abort()
+            return
+        end = self.data.find(b"\r\n\r\n")
+        if (end < 0 and len(self.data) > _MAX_REQUEST_HEAD) or (
+            end > _MAX_REQUEST_HEAD or self.data.count(b"\r\n", 0, end) > _MAX_HEADERS
+        ):
+            self._handshakeStarted = True
+            self.failHandshake("Request Header Fields Too Large", 431)
+            return
+        if end >= 0:
+            self._handshakeStarted = True
+            super().processHandshake()
+
+    def _dataReceived(self, data: bytes) -> None:
+        if self._streamBroken or self._lingering:
+            return  # read only to see the client's close
+        super()._dataReceived(data)
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        """
+        Every close ends here: abort, or flush, send FIN, read on until
+        the client closes, and abort after the close timeout.
+        """
+        self._lingering = True
+        if abort:
+            self._stream.abortConnection()
+        elif self._closeTimer is None:
+            self._closeTimer = lingeringClose(
+                self.transport,
+                self.factory.reactor,
+                self.factory.options.closeTimeout,
+            )
+
+    def connectionLost(self, reason: Failure = _CONNECTION_DONE) -> None:
+        if self._closeTimer is not None and self._closeTimer.active():
+            self._closeTimer.cancel()
+        self._closeTimer = None
+        super().connectionLost(reason)
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        if self._discarding or self._ignoringInput():
+            return
+        super().onMessageFrameData(payload)
+
+    def onMessageEnd(self) -> None:
+        if self._discarding or self._ignoringInput():
+            self._discarding = False
+            self.message_data = []
+            return
+        super().onMessageEnd()
+
+    def _ignoringInput(self) -> bool:
+        return self._inputEnded or self._state is not _OPEN
+
+    def _protocol_violation(self, reason: str) -> bool:
+        return self._brokenStream(CLOSE_PROTOCOL_ERROR, reason)
+
+    def _invalid_payload(self, reason: str) -> bool:
+        return self._brokenStream(1007, reason)
+
+    def _brokenStream(self, code: int, reason: str) -> bool:
+        """
+        A WebSocket-level violation: frames cannot be told apart any more,
+        so every further byte is dropped; otherwise like any violation.
+        """
+        self._streamBroken = True
+        self.data = b""
+        self._violation(code, f"WebSocket: {reason}")
+        return True
 
     def onConnect(  # type: ignore[override]  # Autobahn accepts Deferreds too
         self, request: ConnectionRequest
@@ -262,6 +377,12 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         if factory._shuttingDown:
             raise ConnectionDeny(
                 ConnectionDeny.SERVICE_UNAVAILABLE, "server shutting down"
+            )
+        length = request.headers.get("content-length", "0").strip()
+        if length not in ("", "0") or "transfer-encoding" in request.headers:
+            # Refused before the body is read (which is never buffered).
+            raise ConnectionDeny(
+                ConnectionDeny.BAD_REQUEST, "A WebSocket upgrade has no body"
             )
         options = factory.options
         if options.paths and request.path not in options.paths:
@@ -334,6 +455,8 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             # registered itself as the transport's producer and is gone now.
             self._stream.unregisterProducer()
         self._stream.registerProducer(_WriteMonitor(self), True)
+        if self.guard is not None:
+            self.guard.upgraded()
         factory._opened(self)
         self._lastRead = clock.seconds()
         self._deadline = clock.callLater(
@@ -347,7 +470,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self._lastRead = self.factory.reactor.seconds()
         self.factory.observer.messageIn(len(payload))  # metrics
-        if self._state is not _OPEN:
+        if self._ignoringInput():
             return
         if not isBinary:
             self._violation(CLOSE_UNSUPPORTED_DATA, "text message")
@@ -409,9 +532,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self, messageSize: int, maxSize: int, reason: str
     ) -> None:
         """
-        Autobahn's hook for an oversized inbound message: treat it like any
-        other violation (close 1009 once running handlers are done).
+        Autobahn's hook for an oversized inbound message, in any state: its
+        data is discarded as it arrives, and it is a violation (1009).
         """
+        self._discarding = True
         self._violation(
             CLOSE_MESSAGE_TOO_BIG,
             f"message larger than the message buffer size of {maxSize} bytes",
@@ -458,6 +582,16 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 "ignoring {kind} from {peer}: only servers send it",
                 kind=kind.__name__,
                 peer=self.peer,
+            )
+
+    def _refuse(self, message: wire.Message) -> None:
+        """
+        Answer a message read but not started before the connection began
+        closing: requests get ReplyShutdown, the rest is dropped.
+        """
+        if isinstance(message, (wire.Request, wire.RestoreSession, wire.CloseSession)):
+            self._sendReply(
+                self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
             )
 
     @staticmethod
@@ -683,7 +817,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         """
         self._busy -= 1
         if self._state is _OPEN:
-            if self._queue or not self._reading:
+            if self._queue or not self._reading or self._inputEnded:
                 self._pump()
         elif self._state is _CLOSING:
             if not self._busy:
@@ -711,6 +845,13 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 self._dispatch(self._queue.popleft())
         finally:
             self._pumping = False
+        if (
+            self._inputEnded
+            and self._state is _OPEN
+            and not (self._queue or self._busy or self._connectHookPending)
+        ):
+            # Everything read before the violation is answered.
+            self.closeGracefully(self._violationCode, self._violationReason)
         self._updateReading()
 
     def _beginShutdown(self) -> None:
@@ -790,8 +931,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         """
         if self._state is _CLOSED:
             return
-        shouldRead = not (
-            self._readStopped or self._writeCongested or self._waitingOnHandlers()
+        # While closing, read on (discarding) to see the client's close.
+        shouldRead = self._ignoringInput() or not (
+            self._writeCongested or self._waitingOnHandlers()
         )
         if shouldRead is self._reading:
             return
@@ -808,9 +950,9 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             return
         timeout = self.factory.options.readTimeout
         now = self.factory.reactor.seconds()
-        if self._waitingOnHandlers() or (self._state is _CLOSING and self._busy):
+        if self._waitingOnHandlers() or (self._ignoringInput() and self._busy):
             # Time spent waiting on our own handlers does not count, nor does
-            # a close that waits for them (after a violation nothing is read).
+            # a close that waits for them (nothing is read as a message then).
             remaining = timeout
         else:
             remaining = self._lastRead + timeout - now
@@ -827,7 +969,13 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._abort()
 
     def _violation(self, code: int, reason: str) -> None:
-        if self._state is not _OPEN:
+        """
+        The client broke the protocol: nothing more it sends is handled. The
+        messages read before are handled and answered, then the connection
+        closes with C{code}. While closing already, C{code} replaces the
+        close code if the Close frame is not sent yet.
+        """
+        if self._inputEnded or self._state is _CLOSED or self._lingering:
             return
         self.factory.observer.violation(code)  # metrics
         self._log.warn(
@@ -835,8 +983,13 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             peer=self.peer,
             reason=reason,
         )
-        self._readStopped = True
-        self.closeGracefully(code, reason)
+        self._inputEnded = True
+        self._violationCode = code
+        self._violationReason = reason
+        if self._state is _CLOSING:
+            self._closeCode = code
+            self._closeReason = reason
+        self._pump()
 
     def _finishClosing(self) -> None:
         if self.state == WebSocketProtocol.STATE_OPEN:
@@ -844,9 +997,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 code=self._closeCode,
                 reasonUtf8=self._closeReason.encode("utf-8")[:123] or None,
             )
-        # Like the original server, close TCP without waiting for the peer's
-        # Close frame: a peer that never answers cannot hold the connection.
-        self._stream.loseConnection()
+        # Without waiting for the peer's Close frame (a peer that never
+        # answers cannot hold the connection): flush, FIN, read until the
+        # peer closes, abort after the close timeout.
+        self._closeConnection(abort=False)
 
     def _abort(self) -> None:
         self._state = _CLOSED

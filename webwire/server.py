@@ -14,6 +14,7 @@ from twisted.internet.defer import (
     gatherResults,
 )
 from twisted.internet.interfaces import (
+    IAddress,
     IDelayedCall,
     IReactorTime,
 )
@@ -22,6 +23,7 @@ from twisted.logger import Logger
 from webwire._version import __version__
 from webwire.cluster.local import LocalCluster
 from webwire.errors import SessionsDisabled
+from webwire.guard import ConnectionGuard, GuardedConnection
 from webwire.handshake import acceptDeflate
 from webwire.interfaces import (
     ICluster,
@@ -112,6 +114,9 @@ class WebWireServerFactory(WebSocketServerFactory):
             maxFramePayloadSize=size,
             openHandshakeTimeout=self.options.openHandshakeTimeout,
             closeHandshakeTimeout=0,
+            # Text messages are refused (1003) whatever they hold: no need
+            # to validate their UTF-8.
+            utf8validateIncoming=False,
             maxConnections=self.options.maxConnections,
             # Origins are checked in onConnect (same-origin plus the allowed
             # list); Autobahn's own check is left open. allowNullOrigin must
@@ -122,12 +127,37 @@ class WebWireServerFactory(WebSocketServerFactory):
                 acceptDeflate if self.options.compression else lambda offers: None
             ),
         )
+        self.guard = ConnectionGuard(
+            self.options.maxConnections,
+            self.options.openHandshakeTimeout,
+            self.options.closeTimeout,
+            self.reactor,
+            lambda: self.observer.handshakeRefused("limit"),  # metrics
+        )
         self._protocols: set[WebWireServerProtocol] = set()
         self._shuttingDown = False
         self._draining = False
         self._shutdownTimer: IDelayedCall | None = None
         self._shutdownWaiters: list[Deferred[None]] = []
         self._shutdownDone = False
+
+    def buildProtocol(self, addr: IAddress) -> GuardedConnection:  # type: ignore[override]
+        """
+        The protocol of a connection accepted on a port this factory listens
+        on, under its L{ConnectionGuard} (connection limit and opening
+        handshake deadline, both from the accept).
+        """
+        return self.guard.wrap(self.buildWebSocketProtocol(addr))
+
+    def buildWebSocketProtocol(self, addr: IAddress) -> WebWireServerProtocol:
+        """
+        The protocol of a connection that is already counted and timed
+        elsewhere (by the L{webwire.web.WebWireSite} a
+        L{webwire.resource.WebWireResource} serves it in).
+        """
+        protocol: object = super().buildProtocol(addr)
+        assert isinstance(protocol, WebWireServerProtocol)
+        return protocol
 
     def _makeSessions(
         self,

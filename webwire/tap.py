@@ -162,6 +162,22 @@ class Options(usage.Options):
             "for running handlers before cancelling them.",
             _positive(float),
         ],
+        [
+            "close-timeout",
+            None,
+            5.0,
+            "Seconds a close may take after the Close frame (flushing, waiting "
+            "for the client to close) before the connection is aborted.",
+            _positive(float),
+        ],
+        [
+            "open-handshake-timeout",
+            None,
+            5.0,
+            "Seconds from the TCP accept to a complete WebSocket upgrade (or "
+            "HTTP request) before the connection is dropped.",
+            _positive(float),
+        ],
         ["sessions", None, "file", "Where sessions are kept: file, memory or off."],
         [
             "session-directory",
@@ -294,6 +310,8 @@ class Options(usage.Options):
                 concurrency=self["concurrency"],
                 shutdownTimeout=self["shutdown-timeout"],
                 maxConnections=self["max-connections"],
+                closeTimeout=self["close-timeout"],
+                openHandshakeTimeout=self["open-handshake-timeout"],
                 sessions=self["sessions"] != "off",
                 maxSessionConnections=self["max-session-connections"],
                 allowedOrigins=tuple(self["origins"]),
