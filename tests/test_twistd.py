@@ -32,9 +32,7 @@ from webwire.client import ClientOptions, WebWireClient
 
 ROOT = FilePath(__file__).parent().parent()
 # twistd webwire listens with a site; a plain WebWireService with its factory.
-_LISTENING = re.compile(
-    rb"\b(?:Site|WebWireServerFactory) starting on (\d+)"
-)
+_LISTENING = re.compile(rb"\b(?:Site|WebWireServerFactory) starting on (\d+)")
 
 
 class ServerProcess(ProcessProtocol):
