@@ -6,6 +6,7 @@ L{webwire.service} and the twistd plugin, on a L{MemoryReactor}.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import txaio
@@ -167,10 +168,101 @@ class OptionsTests(SynchronousTestCase):
 
     def test_appNotImportable(self) -> None:
         """
-        A name that cannot be imported is a usage error.
+        A name that cannot be found is a usage error that says what was
+        tried: a missing attribute of a module that exists, or a module
+        that does not (and where it was looked for).
         """
-        self.assertUsageError("tests.test_tap.doesNotExist", "cannot import")
-        self.assertUsageError("no_such_package.app", "cannot import")
+        self.assertUsageError(
+            "tests.test_tap.doesNotExist", "tests.test_tap has no attribute"
+        )
+        self.assertUsageError(
+            "tests.test_tap:doesNotExist", "tests.test_tap has no attribute"
+        )
+        self.assertUsageError(
+            "no_such_package.app",
+            "no module named 'no_such_package'",
+            os.path.abspath("."),
+        )
+        self.assertUsageError("no_such_package:app", "no module named")
+        self.assertUsageError("tests.test_tap:", "expected module:attribute")
+
+    def writeModule(self, source: str) -> tuple[str, str]:
+        """
+        Write a module of a name unique to this test into a new directory.
+
+        :returns: The directory and the module's name.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        name = "appdir_" + self.id().rsplit(".", 1)[-1]
+        with open(os.path.join(directory, name + ".py"), "w") as f:
+            f.write(source)
+        self.addCleanup(sys.modules.pop, name, None)
+        return directory, name
+
+    def test_appDir(self) -> None:
+        """
+        C{--app} finds modules in C{--app-dir} (C{module:attr} as well as
+        C{module.attr}), before the installed packages.
+        """
+        directory, name = self.writeModule(
+            "from webwire.application import Application\n"
+            "def make():\n    return Application()\n"
+        )
+        self.addCleanup(sys.path.remove, os.path.abspath(directory))
+        for app in (f"{name}:make", f"{name}.make"):
+            config = parse("--app-dir", directory, "--app", app)
+            self.assertIsInstance(config["application"], Application)
+
+    def test_appDirDefault(self) -> None:
+        """
+        Without C{--app-dir} the current directory is searched.
+        """
+        directory, name = self.writeModule(
+            "from webwire.application import Application\napp = Application()\n"
+        )
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(directory)
+        self.addCleanup(sys.path.remove, os.path.abspath("."))
+        config = parse("--app", f"{name}:app")
+        self.assertIsInstance(config["application"], Application)
+
+    def test_appDirNotADirectory(self) -> None:
+        """
+        An C{--app-dir} that is not a directory is a usage error.
+        """
+        error = self.assertRaises(
+            usage.UsageError, parse, "--app-dir", "no/such/dir", "--app", "x:y"
+        )
+        self.assertEqual(str(error), "--app-dir no/such/dir: not a directory")
+
+    def test_appImportRaises(self) -> None:
+        """
+        A module that raises when imported is a usage error with the
+        exception's type and first line, also when what it raises is a
+        missing module of its own.
+        """
+        directory, name = self.writeModule(
+            "raise RuntimeError('database down\\nsecond line')\n"
+        )
+        self.addCleanup(sys.path.remove, os.path.abspath(directory))
+        error = self.assertRaises(
+            usage.UsageError, parse, "--app-dir", directory, "--app", f"{name}:app"
+        )
+        self.assertEqual(
+            str(error),
+            f"--app {name}:app: importing {name} raised RuntimeError: database down",
+        )
+        directory, name = self.writeModule("import no_such_dependency\n")
+        self.addCleanup(sys.path.remove, os.path.abspath(directory))
+        error = self.assertRaises(
+            usage.UsageError, parse, "--app-dir", directory, "--app", f"{name}.app"
+        )
+        self.assertIn(
+            f"importing {name} raised ModuleNotFoundError: No module named "
+            "'no_such_dependency'",
+            str(error),
+        )
 
     def test_appCallableRaises(self) -> None:
         """

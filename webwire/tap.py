@@ -12,51 +12,19 @@ from typing import Any
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.python import usage
-from twisted.python.reflect import namedAny
 
-from webwire.interfaces import ICluster, ISessionManager, IWebWireServer
+from webwire._apploader import addAppDirectory, loadApplication
+from webwire.interfaces import ICluster, ISessionManager
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.web import WebWireRoot, makeSite
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "loadApplication", "makeService"]
 
 DEFAULT_LISTEN = "tcp:8080"
 DEFAULT_APP = "webwire.conformance.makeApplication"
-
-
-def loadApplication(name: str) -> IWebWireServer:
-    """
-    Find the application a dotted name refers to.
-
-    :param name: The fully qualified name of an object that provides
-        L{IWebWireServer}, or of a callable that returns one when called
-        without arguments.
-    :raises usage.UsageError: If it cannot be imported, fails, or does not
-        provide L{IWebWireServer}.
-    """
-    try:
-        found = namedAny(name)
-    except Exception as e:
-        raise usage.UsageError(f"--app {name}: cannot import it ({e})") from None
-    if IWebWireServer.providedBy(found):
-        return found
-    if not callable(found):
-        raise usage.UsageError(
-            f"--app {name}: neither a WebWire application nor a callable"
-        )
-    try:
-        application = found()
-    except Exception as e:
-        raise usage.UsageError(f"--app {name}: calling it failed ({e!r})") from None
-    if not IWebWireServer.providedBy(application):
-        raise usage.UsageError(
-            f"--app {name}: returned {application!r}, which does not provide "
-            "IWebWireServer"
-        )
-    return application
 
 
 def _positive(kind: type[float] | type[int]) -> Any:
@@ -111,8 +79,15 @@ class Options(usage.Options):
             "app",
             "a",
             DEFAULT_APP,
-            "Fully qualified name of an IWebWireServer, or of a callable "
-            "returning one.",
+            "An IWebWireServer, or a callable returning one: module.attr or "
+            "module:attr, the module found in --app-dir or installed.",
+        ],
+        [
+            "app-dir",
+            None,
+            ".",
+            "Directory searched for --app's module before the installed "
+            "packages.",
         ],
         [
             "read-timeout",
@@ -263,7 +238,8 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
         if self["backend"] is None:
-            self["application"] = loadApplication(self["app"])
+            addAppDirectory(self["app-dir"])
+            self["application"] = loadApplication(self["app"], self["app-dir"])
             return
         if self["app"] != DEFAULT_APP:
             raise usage.UsageError("give --backend or --app, not both")
