@@ -137,7 +137,7 @@ def loadApplication(name: str, appDir: str = ".") -> IWebWireServer:
     """
     found = findObject(name, appDir)
     if IWebWireServer.providedBy(found):
-        return found  # type: ignore[no-any-return]
+        return found
     if not callable(found):
         raise usage.UsageError(
             f"--app {name}: neither a WebWire application nor a callable"
@@ -153,4 +153,4 @@ def loadApplication(name: str, appDir: str = ".") -> IWebWireServer:
             f"--app {name}: returned {application!r}, which does not provide "
             "IWebWireServer"
         )
-    return application  # type: ignore[no-any-return]
+    return application

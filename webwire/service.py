@@ -10,10 +10,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.server import Site
 
+from webwire._listening import describeListenFailure
 from webwire.server import WebWireServerFactory
 
 __all__ = ["WebWireService"]
@@ -77,10 +78,31 @@ class WebWireService(MultiService):
                 # Started first, stopped last (after the drain): e.g. a
                 # session manager's expiry sweep, a Redis cluster.
                 helperService.setServiceParent(self)
+        self._descriptions: dict[int, str] = {}
         for description in descriptions:
             kwargs = {} if reactor is None else {"reactor": reactor}
             listener = site if site is not None else factory
-            strports.service(description, listener, **kwargs).setServiceParent(self)
+            listening = strports.service(description, listener, **kwargs)
+            listening.setServiceParent(self)
+            self._descriptions[id(listening)] = description
+
+    def privilegedStartService(self) -> None:
+        """
+        Start listening (and the children's privileged start).
+
+        :raises webwire._listening.ListenFailed: If an endpoint cannot
+            listen (say, its port is in use): one line naming the endpoint
+            and why.
+        """
+        Service.privilegedStartService(self)
+        for child in self:
+            try:
+                child.privilegedStartService()
+            except Exception as e:
+                description = self._descriptions.get(id(child))
+                if description is None:
+                    raise
+                raise describeListenFailure(description, e) from e
 
     def stopService(self) -> Deferred[None]:
         """

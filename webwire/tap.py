@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.python import usage
 
 from webwire._apploader import addAppDirectory, loadApplication
+from webwire._listening import ListenFailed, checkEndpoint
 from webwire.interfaces import ICluster, ISessionManager
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
@@ -61,8 +62,9 @@ class Options(usage.Options):
     synopsis = "[webwire options]"
     longdesc = (
         "Serve a WebWire application over WebSocket. Without options, the "
-        "conformance application is served on tcp:8080, with sessions kept "
-        "in ./wwrsess."
+        "conformance application is served on tcp:8080 (every WebSocket "
+        "path), with sessions kept in ./wwrsess, and a chat-room demo at "
+        "http://localhost:8080/ (its WebWire endpoint is /chat)."
     )
     optFlags = [
         ["compression", None, "Accept permessage-deflate when clients offer it."],
@@ -86,8 +88,7 @@ class Options(usage.Options):
             "app-dir",
             None,
             ".",
-            "Directory searched for --app's module before the installed "
-            "packages.",
+            "Directory searched for --app's module before the installed packages.",
         ],
         [
             "read-timeout",
@@ -128,7 +129,13 @@ class Options(usage.Options):
             "for running handlers before cancelling them.",
             _positive(float),
         ],
-        ["sessions", None, "file", "Where sessions are kept: file, memory or off."],
+        [
+            "sessions",
+            None,
+            "file",
+            "Where sessions are kept: file (in --session-directory), memory, "
+            "redis (at --redis-url) or off.",
+        ],
         [
             "session-directory",
             None,
@@ -186,6 +193,24 @@ class Options(usage.Options):
         self["listen"] = []
         self["origins"] = []
         self["paths"] = []
+        self._refused = False
+
+    def parseOptions(self, options: Any = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError:
+            self._refused = True
+            raise
+
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The full usage for C{--help}; after a bad option just a pointer to
+        it, so that the one line saying what is wrong (which twistd prints
+        after the usage) is not lost below sixty lines of options.
+        """
+        if self._refused:
+            return "webwire [options] ('twistd webwire --help' lists them)"
+        return super().getUsage(width)
 
     def opt_listen(self, description: str) -> None:
         """Add an endpoint to listen on (repeatable), e.g. tcp:8080, unix:/run/webwire.sock or ssl:8443:privateKey=key.pem:certKey=cert.pem [default: tcp:8080]"""  # noqa: E501 (one line: --help keeps line breaks)
@@ -202,6 +227,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        for description in self["listen"]:
+            checkEndpoint(description)
         if self["sessions"] == "redis" or self["cluster"]:
             what = "--cluster" if self["cluster"] else "--sessions redis"
             try:
@@ -330,7 +357,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         root = makeDemoRoot(factory, chat)
     else:
         root = WebWireRoot(factory)
-    service = WebWireService(
+    service = _TwistdService(
         factory,
         config["listen"],
         reactor=reactor,
@@ -345,6 +372,19 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             # Redis connections close after the server's drain.
             _Closing(disconnect).setServiceParent(service)
     return service
+
+
+class _TwistdService(WebWireService):
+    """
+    The service of C{twistd webwire}: an endpoint that cannot listen ends
+    the process with one line on stderr, not a traceback.
+    """
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ListenFailed as e:
+            raise SystemExit(f"twistd webwire: {e}") from None
 
 
 class _Closing(Service):
