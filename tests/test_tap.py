@@ -670,3 +670,64 @@ class ClusterOptionTests(SynchronousTestCase):
         ]:
             error = self.assertRaises(usage.UsageError, Options().parseOptions, argv)
             self.assertNotIn("\n", str(error))
+
+
+class StartupChecksTests(SynchronousTestCase):
+    """
+    Problems C{twistd webwire} finds before it starts: one line each.
+    """
+
+    def assertRefused(self, expected: str, *arguments: str) -> None:
+        error = self.assertRaises(usage.UsageError, parse, *arguments)
+        self.assertEqual(str(error), expected)
+
+    def test_sessionDirectoryUnusable(self) -> None:
+        """
+        A session directory that is a file, or cannot be created or written
+        in, is refused at start-up rather than losing every session.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("")
+        self.assertRefused(
+            f"--session-directory {path}: not a directory",
+            "--session-directory",
+            path,
+        )
+        self.assertRefused(
+            f"--session-directory {path}/sub: cannot create it: Not a directory",
+            "--session-directory",
+            f"{path}/sub",
+        )
+        error = self.assertRaises(
+            usage.UsageError, parse, "--session-directory", "/proc/1"
+        )
+        self.assertTrue(
+            str(error).startswith("--session-directory /proc/1: cannot write in it: "),
+            error,
+        )
+
+    def test_sessionDirectoryCreated(self) -> None:
+        """
+        A missing session directory is created, readable by its owner only.
+        """
+        path = self.mktemp()
+        parse("--session-directory", path)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o700)
+        self.assertEqual(os.listdir(path), [])
+
+    def test_optionsThatDoNotApply(self) -> None:
+        """
+        Options that would be ignored are refused.
+        """
+        self.assertRefused(
+            "--forward-signals applies only with --backend", "--forward-signals"
+        )
+        self.assertRefused(
+            "--backend-timeout applies only with --backend", "--backend-timeout", "3"
+        )
+        self.assertRefused(
+            "--redis-url applies only with --sessions redis or --cluster",
+            "--redis-url",
+            "redis://127.0.0.1:1/0",
+        )

@@ -66,9 +66,9 @@ from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
-    PotentialDataLoss,
     ResponseDone,
 )
+from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IAgent, IResponse
 
 from webwire import wire

@@ -6,6 +6,7 @@ C{twistd webwire}: command-line options and the service they make.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["Options", "loadApplication", "makeService"]
 
 DEFAULT_LISTEN = "tcp:8080"
 DEFAULT_APP = "webwire.conformance.makeApplication"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _positive(kind: type[float] | type[int]) -> Any:
@@ -159,7 +161,7 @@ class Options(usage.Options):
         [
             "redis-url",
             None,
-            "redis://127.0.0.1:6379/0",
+            DEFAULT_REDIS_URL,
             "The Redis server of --sessions redis and --cluster: "
             "redis://[:password@]host:port/db.",
         ],
@@ -241,6 +243,9 @@ class Options(usage.Options):
                 parseURL(self["redis-url"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis-url: {e}") from None
+        _checkApplicable(self)
+        if self["sessions"] == "file":
+            _checkSessionDirectory(self["session-directory"])
         if not self["cluster-heartbeat"] > 0:
             raise usage.UsageError("--cluster-heartbeat must be more than 0")
         if self["sessions"] not in SESSION_MANAGERS:
@@ -281,6 +286,49 @@ class Options(usage.Options):
             )
         except ValueError as e:
             raise usage.UsageError(f"--backend: {e}") from None
+
+
+def _checkApplicable(config: Options) -> None:
+    """
+    Refuse options that would be ignored: they are mistakes, not choices.
+
+    :raises usage.UsageError: For C{--forward-signals} or
+        C{--backend-timeout} without C{--backend}, and a C{--redis-url}
+        without C{--sessions redis} or C{--cluster}.
+    """
+    if config["backend"] is None:
+        if config["forward-signals"]:
+            raise usage.UsageError("--forward-signals applies only with --backend")
+        if config["backend-timeout"] != 10.0:
+            raise usage.UsageError("--backend-timeout applies only with --backend")
+    usesRedis = config["sessions"] == "redis" or config["cluster"]
+    if config["redis-url"] != DEFAULT_REDIS_URL and not usesRedis:
+        raise usage.UsageError(
+            "--redis-url applies only with --sessions redis or --cluster"
+        )
+
+
+def _checkSessionDirectory(directory: str) -> None:
+    """
+    Make sure sessions can be stored in C{directory} (creating it, mode
+    0700, if missing), so that a server does not start only to lose every
+    session.
+
+    :raises usage.UsageError: One line naming the directory and why not.
+    """
+    where = f"--session-directory {directory}"
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise usage.UsageError(f"{where}: not a directory")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise usage.UsageError(f"{where}: cannot create it: {e.strerror}") from None
+    try:
+        handle, probe = tempfile.mkstemp(dir=directory, prefix=".probe-")
+        os.close(handle)
+        os.remove(probe)
+    except OSError as e:
+        raise usage.UsageError(f"{where}: cannot write in it: {e.strerror}") from None
 
 
 def _sessionManager(
