@@ -147,7 +147,7 @@ GREET: list[tuple[str, str | None]] = [
 # Substituted on purpose; see the module docstring.
 SUBSTITUTIONS = {
     ".venv/bin/python -m twisted.trial -j auto tests": (
-        ".venv/bin/python -m twisted.trial -j auto tests.test_wire"
+        ".venv/bin/python -m twisted.trial -j auto tests.test_options"
     ),
     ".venv/bin/python -m benchmarks.roundtrip": (
         ".venv/bin/python -m benchmarks.roundtrip --seconds 0.2 --warmup 0.1 --rounds 1"
@@ -207,7 +207,7 @@ CHECKS: dict[str, Check] = {
     ),
     "twistd -n webwire --backend http://127.0.0.1:8081/api/": Check("serve", (8080,)),
     "python3 -m venv .venv && .venv/bin/pip install -q '.[dev]'": Check("run"),
-    ".venv/bin/python -m twisted.trial tests.test_wire # one module": Check(
+    ".venv/bin/python -m twisted.trial tests.test_options # one module": Check(
         "run", output="PASSED"
     ),
     ".venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy "
@@ -352,28 +352,29 @@ class ReadmeCommandTests(TestCase):
         cli: list[tuple[str, str | None]] = [
             (c, None) for c in commands if c.startswith(CLI_PREFIX)
         ]
+        cluster = [
+            c
+            for c in commands
+            if c in CHECKS and CHECKS[c].kind == "serve" and CHECKS[c].needsRedis
+        ]
         redis: RedisServer | None = None
-        pending: list[tuple[str, Check]] = []
         for command in commands:
-            if command.startswith(CLI_PREFIX):
+            if command.startswith(CLI_PREFIX) or command in cluster[1:]:
                 continue
-            check = CHECKS[command]
-            busy = [p for p in check.ports if not _portFree(p)]
+            together = cluster if command in cluster else [command]
+            checks = [CHECKS[c] for c in together]
+            busy = [p for check in checks for p in check.ports if not _portFree(p)]
             if busy:
-                self.skipped.append(f"{command} (port {busy} in use)")
+                self.noteSkipped(together, f"port {busy} in use")
                 continue
-            if check.needsRedis and redis is None:
+            if any(check.needsRedis for check in checks) and redis is None:
                 redis = await self.redis()
                 if redis is None:
-                    self.skipped.append(f"{command} (no redis-server on 6379)")
+                    self.noteSkipped(together, "no redis-server, or port 6379 in use")
                     continue
-            if check.kind == "serve" and check.needsRedis and not pending:
-                # The two cluster processes run together.
-                pending.append((command, check))
-                continue
-            if pending:
-                await self.serveTogether([*pending, (command, check)])
-                pending = []
+            check = checks[0]
+            if len(together) > 1:
+                await self.serveTogether(list(zip(together, checks, strict=True)))
             elif check.kind == "serve":
                 first = command.startswith("python3 -m venv")
                 await self.serve(command, check, cli if first else [])
@@ -381,6 +382,11 @@ class ReadmeCommandTests(TestCase):
                 await self.runCommand(command, check)
         if self.skipped:
             raise SkipTest("not run: " + "; ".join(self.skipped))
+
+    def noteSkipped(self, commands: list[str], why: str) -> None:
+        """Note that C{commands} were not run, and why."""
+        _log.info("README: not run ({why}): {commands}", why=why, commands=commands)
+        self.skipped.extend(f"{c} ({why})" for c in commands)
 
     async def redis(self) -> RedisServer | None:
         """A redis-server on the README's port 6379, if possible."""
@@ -401,6 +407,7 @@ class ReadmeCommandTests(TestCase):
         """
         processes = []
         for command, _ in servers:
+            _log.info("README server: {command}", command=command)
             process = ServerProcess()
             transport = reactor.spawnProcess(
                 process,
