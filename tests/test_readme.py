@@ -246,6 +246,9 @@ class CoverageTests(SynchronousTestCase):
 
 def _portFree(port: int) -> bool:
     with socket.socket() as s:
+        # As servers listen: connections of a server that just stopped,
+        # waiting out TIME_WAIT, do not keep the next from listening.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("0.0.0.0", port))
         except OSError:
