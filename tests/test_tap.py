@@ -695,7 +695,8 @@ class StartupChecksTests(SynchronousTestCase):
             path,
         )
         self.assertRefused(
-            f"--session-directory {path}/sub: cannot create it: Not a directory",
+            f"--session-directory {path}/sub: cannot create it: "
+            f"{os.path.abspath(path)} is not a directory",
             "--session-directory",
             f"{path}/sub",
         )
@@ -707,13 +708,16 @@ class StartupChecksTests(SynchronousTestCase):
             error,
         )
 
-    def test_sessionDirectoryCreated(self) -> None:
+    def test_sessionDirectoryNotCreated(self) -> None:
         """
-        A missing session directory is created, readable by its owner only.
+        A missing session directory that can be made is accepted, and not
+        made before it is used; nothing is left in an existing one.
         """
         path = self.mktemp()
+        parse("--session-directory", os.path.join(path, "a", "b"))
+        self.assertFalse(os.path.exists(path))
+        os.makedirs(path)
         parse("--session-directory", path)
-        self.assertEqual(os.stat(path).st_mode & 0o777, 0o700)
         self.assertEqual(os.listdir(path), [])
 
     def test_optionsThatDoNotApply(self) -> None:

@@ -310,25 +310,33 @@ def _checkApplicable(config: Options) -> None:
 
 def _checkSessionDirectory(directory: str) -> None:
     """
-    Make sure sessions can be stored in C{directory} (creating it, mode
-    0700, if missing), so that a server does not start only to lose every
-    session.
+    Make sure sessions can be stored in C{directory}, so that a server does
+    not start only to lose every session: an existing directory must take
+    a file; a missing one (made on first use) must have an existing,
+    writable directory above it. Nothing is left behind.
 
     :raises usage.UsageError: One line naming the directory and why not.
     """
     where = f"--session-directory {directory}"
-    if os.path.exists(directory) and not os.path.isdir(directory):
+    if os.path.isdir(directory):
+        try:
+            handle, probe = tempfile.mkstemp(dir=directory, prefix=".probe-")
+            os.close(handle)
+            os.remove(probe)
+        except OSError as e:
+            raise usage.UsageError(
+                f"{where}: cannot write in it: {e.strerror}"
+            ) from None
+        return
+    if os.path.lexists(directory):
         raise usage.UsageError(f"{where}: not a directory")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError as e:
-        raise usage.UsageError(f"{where}: cannot create it: {e.strerror}") from None
-    try:
-        handle, probe = tempfile.mkstemp(dir=directory, prefix=".probe-")
-        os.close(handle)
-        os.remove(probe)
-    except OSError as e:
-        raise usage.UsageError(f"{where}: cannot write in it: {e.strerror}") from None
+    above = os.path.dirname(os.path.abspath(directory))
+    while not os.path.lexists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise usage.UsageError(f"{where}: cannot create it: {above} is not a directory")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise usage.UsageError(f"{where}: cannot create it in {above}: not writable")
 
 
 def _sessionManager(
