@@ -9,6 +9,11 @@
 # variables ECHO_LISTEN and WEBWIRE_LISTEN override the two endpoints.
 
 import os
+import sys
+
+# twistd runs this file without putting its directory's parent on sys.path:
+# make ``examples`` importable from wherever twistd is started.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from twisted.application import service, strports
 from twisted.internet.protocol import Factory

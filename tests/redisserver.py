@@ -2,13 +2,15 @@
 Test support: a real C{redis-server} on a free loopback port, without
 persistence, started for a test and stopped in its cleanup.
 
-Tests are skipped if C{/usr/bin/redis-server} is missing, unless the
+Tests are skipped if there is no C{redis-server} on C{PATH} (or at
+C{/usr/sbin/redis-server}, Debian's other place for it), unless the
 environment variable C{WEBWIRE_REQUIRE_REDIS} is set (then they fail).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 
 from twisted.internet import reactor
@@ -18,8 +20,12 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
-REDIS_SERVER = "/usr/bin/redis-server"
-"""The server binary the tests run."""
+REDIS_SERVER = (
+    shutil.which("redis-server")
+    or shutil.which("redis-server", path="/usr/sbin:/usr/local/bin")
+    or "redis-server"
+)
+"""The server binary the tests run: the first on C{PATH}."""
 
 READY = b"Ready to accept connections"
 
@@ -150,7 +156,7 @@ async def startRedis(testCase: TestCase, *options: str) -> RedisServer:
         C{WEBWIRE_REQUIRE_REDIS} is not set.
     """
     if not os.access(REDIS_SERVER, os.X_OK):
-        reason = f"{REDIS_SERVER} is not installed"
+        reason = "redis-server is not installed (not on PATH)"
         if os.environ.get("WEBWIRE_REQUIRE_REDIS"):
             testCase.fail(reason + " (WEBWIRE_REQUIRE_REDIS is set)")
         raise SkipTest(reason)

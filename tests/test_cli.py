@@ -356,6 +356,74 @@ class CommandLineTests(TestCase):
         result = await self.runTool("request", "http://localhost/", "echo")
         self.assertFailed(result, EXIT_USAGE, "not a ws:// or wss:// URL")
 
+    async def test_badURLs(self) -> None:
+        """
+        A ws:// URL without a host, with a space in it or with a port out of
+        range is a usage error (2) that says which, not a connection failure.
+        """
+        for url, why in [
+            ("ws://localhost:99999/", "the port must be from 1 to 65535"),
+            ("ws://", "no host name"),
+            ("ws://local host:8080/", "a space in the host name"),
+        ]:
+            result = await self.runTool("request", url, "echo")
+            self.assertFailed(result, EXIT_USAGE, f"invalid URL {url}: {why}")
+
+    async def test_optionsBeforeCommand(self) -> None:
+        """
+        The connection and output options may come before the command too;
+        after it they still win.
+        """
+        result = await self.runTool("--json", "request", self.url, "echo", "hi")
+        self.assertSucceeded(result)
+        self.assertEqual(json.loads(result.out)["payload"], "hi")
+        result = await self.runTool(
+            "--timeout", "0.1", "request", self.url, "sleep", "300", "--timeout", "30"
+        )
+        self.assertSucceeded(result)
+        self.assertEqual(result.out, "300\n")
+
+    async def test_loginJSONShowsSession(self) -> None:
+        """
+        C{request --json} prints a session the request created before the
+        reply, so that its key is known whatever the reply is.
+        """
+        result = await self.runTool("request", self.url, "login", "Ada", "--json")
+        self.assertSucceeded(result)
+        created, reply = (json.loads(line) for line in result.lines)
+        self.assertEqual(created["type"], "session-created")
+        self.assertEqual(created["session"]["info"], {"user": "Ada"})
+        self.assertEqual(reply["payload"], created["session"]["key"])
+        result = await self.runTool("request", self.url, "echo", "hi", "--json")
+        self.assertEqual([json.loads(line)["type"] for line in result.lines], ["reply"])
+
+    async def test_listenCountsRestore(self) -> None:
+        """
+        C{listen --session KEY --count 1} exits after the restore.
+        """
+        result = await self.runTool("request", self.url, "login", "ada")
+        key = result.out.strip()
+        result = await self.runTool(
+            "listen", self.url, "--session", key, "--count", "1"
+        )
+        self.assertSucceeded(result)
+        self.assertEqual(
+            result.lines, [f"connected to {self.url}", f"session restored: {key}"]
+        )
+
+    async def test_subProtocolMismatch(self) -> None:
+        """
+        A sub-protocol mismatch names both sides as a user reads them.
+        """
+        result = await self.runTool(
+            "request", self.url, "echo", "--sub-protocol", "greet"
+        )
+        self.assertFailed(
+            result,
+            EXIT_CONNECTION,
+            'sub-protocol mismatch: the server speaks none, this client "greet"',
+        )
+
     async def test_help(self) -> None:
         """C{--help} documents the commands and the exit codes."""
         result = await self.runTool("--help")
@@ -371,7 +439,7 @@ class CommandLineTests(TestCase):
         arrived = app.arrival()
         result = await self.runTool("signal", url, "note", "héllo", "--utf16")
         self.assertSucceeded(result)
-        self.assertEqual(result.out, "")
+        self.assertEqual(result.out, "sent signal note\n")
         await arrived
         [signal] = app.signals
         self.assertEqual(

@@ -5,8 +5,10 @@ loopback, driven by a real L{WebWireClient}; and C{examples/gateway.py}.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -510,3 +512,39 @@ def chunked(size: int, step: int) -> Handler:
         return NOT_DONE_YET
 
     return handle
+
+
+class _CloseDelimited(http.server.BaseHTTPRequestHandler):
+    """
+    Python's own HTTP server as a backend: HTTP/1.0, and a body without a
+    length, ended by closing the connection.
+    """
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.end_headers()
+        self.wfile.write(b"echo: " + body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class RealBackendTests(GatewayTestCase):
+    """A backend that is Python's C{http.server}."""
+
+    async def test_closeDelimitedBody(self) -> None:
+        """
+        A body that ends when the backend closes the connection (no
+        Content-Length, not chunked) is the reply, whole.
+        """
+        backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CloseDelimited)
+        thread = threading.Thread(target=backend.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join)
+        self.addCleanup(backend.server_close)
+        self.addCleanup(backend.shutdown)
+        _, client, _ = self.serve(backendPort=backend.server_address[1])
+        reply = await client.request("echo", "héllo")
+        self.assertEqual(reply.text(), "echo: héllo")

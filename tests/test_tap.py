@@ -6,6 +6,7 @@ L{webwire.service} and the twistd plugin, on a L{MemoryReactor}.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import txaio
@@ -167,10 +168,101 @@ class OptionsTests(SynchronousTestCase):
 
     def test_appNotImportable(self) -> None:
         """
-        A name that cannot be imported is a usage error.
+        A name that cannot be found is a usage error that says what was
+        tried: a missing attribute of a module that exists, or a module
+        that does not (and where it was looked for).
         """
-        self.assertUsageError("tests.test_tap.doesNotExist", "cannot import")
-        self.assertUsageError("no_such_package.app", "cannot import")
+        self.assertUsageError(
+            "tests.test_tap.doesNotExist", "tests.test_tap has no attribute"
+        )
+        self.assertUsageError(
+            "tests.test_tap:doesNotExist", "tests.test_tap has no attribute"
+        )
+        self.assertUsageError(
+            "no_such_package.app",
+            "no module named 'no_such_package'",
+            os.path.abspath("."),
+        )
+        self.assertUsageError("no_such_package:app", "no module named")
+        self.assertUsageError("tests.test_tap:", "expected module:attribute")
+
+    def writeModule(self, source: str) -> tuple[str, str]:
+        """
+        Write a module of a name unique to this test into a new directory.
+
+        :returns: The directory and the module's name.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        name = "appdir_" + self.id().rsplit(".", 1)[-1]
+        with open(os.path.join(directory, name + ".py"), "w") as f:
+            f.write(source)
+        self.addCleanup(sys.modules.pop, name, None)
+        return directory, name
+
+    def test_appDir(self) -> None:
+        """
+        C{--app} finds modules in C{--app-dir} (C{module:attr} as well as
+        C{module.attr}), before the installed packages.
+        """
+        directory, name = self.writeModule(
+            "from webwire.application import Application\n"
+            "def make():\n    return Application()\n"
+        )
+        self.addCleanup(sys.path.remove, os.path.abspath(directory))
+        for app in (f"{name}:make", f"{name}.make"):
+            config = parse("--app-dir", directory, "--app", app)
+            self.assertIsInstance(config["application"], Application)
+
+    def test_appDirDefault(self) -> None:
+        """
+        Without C{--app-dir} the current directory is searched.
+        """
+        directory, name = self.writeModule(
+            "from webwire.application import Application\napp = Application()\n"
+        )
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(directory)
+        self.addCleanup(sys.path.remove, os.path.abspath("."))
+        config = parse("--app", f"{name}:app")
+        self.assertIsInstance(config["application"], Application)
+
+    def test_appDirNotADirectory(self) -> None:
+        """
+        An C{--app-dir} that is not a directory is a usage error.
+        """
+        error = self.assertRaises(
+            usage.UsageError, parse, "--app-dir", "no/such/dir", "--app", "x:y"
+        )
+        self.assertEqual(str(error), "--app-dir no/such/dir: not a directory")
+
+    def test_appImportRaises(self) -> None:
+        """
+        A module that raises when imported is a usage error with the
+        exception's type and first line, also when what it raises is a
+        missing module of its own.
+        """
+        directory, name = self.writeModule(
+            "raise RuntimeError('database down\\nsecond line')\n"
+        )
+        self.addCleanup(sys.path.remove, os.path.abspath(directory))
+        error = self.assertRaises(
+            usage.UsageError, parse, "--app-dir", directory, "--app", f"{name}:app"
+        )
+        self.assertEqual(
+            str(error),
+            f"--app {name}:app: importing {name} raised RuntimeError: database down",
+        )
+        directory, name = self.writeModule("import no_such_dependency\n")
+        self.addCleanup(sys.path.remove, os.path.abspath(directory))
+        error = self.assertRaises(
+            usage.UsageError, parse, "--app-dir", directory, "--app", f"{name}.app"
+        )
+        self.assertIn(
+            f"importing {name} raised ModuleNotFoundError: No module named "
+            "'no_such_dependency'",
+            str(error),
+        )
 
     def test_appCallableRaises(self) -> None:
         """
@@ -584,3 +676,68 @@ class ClusterOptionTests(SynchronousTestCase):
         ]:
             error = self.assertRaises(usage.UsageError, Options().parseOptions, argv)
             self.assertNotIn("\n", str(error))
+
+
+class StartupChecksTests(SynchronousTestCase):
+    """
+    Problems C{twistd webwire} finds before it starts: one line each.
+    """
+
+    def assertRefused(self, expected: str, *arguments: str) -> None:
+        error = self.assertRaises(usage.UsageError, parse, *arguments)
+        self.assertEqual(str(error), expected)
+
+    def test_sessionDirectoryUnusable(self) -> None:
+        """
+        A session directory that is a file, or cannot be created or written
+        in, is refused at start-up rather than losing every session.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("")
+        self.assertRefused(
+            f"--session-directory {path}: not a directory",
+            "--session-directory",
+            path,
+        )
+        self.assertRefused(
+            f"--session-directory {path}/sub: cannot create it: "
+            f"{os.path.abspath(path)} is not a directory",
+            "--session-directory",
+            f"{path}/sub",
+        )
+        error = self.assertRaises(
+            usage.UsageError, parse, "--session-directory", "/proc/1"
+        )
+        self.assertTrue(
+            str(error).startswith("--session-directory /proc/1: cannot write in it: "),
+            error,
+        )
+
+    def test_sessionDirectoryNotCreated(self) -> None:
+        """
+        A missing session directory that can be made is accepted, and not
+        made before it is used; nothing is left in an existing one.
+        """
+        path = self.mktemp()
+        parse("--session-directory", os.path.join(path, "a", "b"))
+        self.assertFalse(os.path.exists(path))
+        os.makedirs(path)
+        parse("--session-directory", path)
+        self.assertEqual(os.listdir(path), [])
+
+    def test_optionsThatDoNotApply(self) -> None:
+        """
+        Options that would be ignored are refused.
+        """
+        self.assertRefused(
+            "--forward-signals applies only with --backend", "--forward-signals"
+        )
+        self.assertRefused(
+            "--backend-timeout applies only with --backend", "--backend-timeout", "3"
+        )
+        self.assertRefused(
+            "--redis-url applies only with --sessions redis or --cluster",
+            "--redis-url",
+            "redis://127.0.0.1:1/0",
+        )

@@ -38,6 +38,13 @@ _EPSILON: Final = 0.001
 """Timers treat what is due within a millisecond as due (float sums drift)."""
 
 
+def _subProtocolName(name: bytes | None) -> str:
+    """A sub-protocol as a user reads it: quoted text, or C{none}."""
+    if not name:
+        return "none"
+    return '"' + name.decode("latin-1") + '"'
+
+
 def checkAcceptConf(data: bytes, options: ClientOptions) -> wire.AcceptConf:
     """
     Check the server's first message as the Go client does (a to e).
@@ -65,7 +72,9 @@ def checkAcceptConf(data: bytes, options: ClientOptions) -> wire.AcceptConf:
     wanted = options.subProtocol.encode() if options.subProtocol else None
     if (message.subProtocol or None) != wanted:
         raise SubProtocolMismatch(
-            f"sub-protocol mismatch: server {message.subProtocol!r}, client {wanted!r}"
+            "sub-protocol mismatch: the server speaks "
+            f"{_subProtocolName(message.subProtocol)}, this client "
+            f"{_subProtocolName(wanted)}"
         )
     if message.messageBufferSize != options.messageBufferSize:
         raise BufferSizeMismatch(

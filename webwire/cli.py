@@ -263,6 +263,11 @@ async def _connect(run: _Run, client: WebWireClient) -> None:
     except Disconnected as e:
         # The client's message already starts "cannot connect: ".
         why = str(e).removeprefix("cannot connect: ")
+        if "certificate verify failed" in why and not run.args.caCertificates:
+            why += (
+                " (a self-signed certificate or a private CA? give its PEM "
+                "file with --ca-certificates)"
+            )
         raise _Failed(
             EXIT_CONNECTION, f"cannot connect to {client.url}: {why}"
         ) from None
@@ -320,9 +325,18 @@ async def _request(run: _Run, client: WebWireClient) -> None:
     _check(args, payload)
     await _connect(run, client)
     await _restoreFirst(client, args)
+    before = client.session
     reply: wire.Reply = await _call(
         client.request(args.name, payload, timeout=args.timeout)
     )
+    if run.out.asJSON and client.session is not None and client.session is not before:
+        # A session the request created: its key is worth keeping, whatever
+        # the reply says. (The text output stays the reply alone.)
+        run.out.emit(
+            "session-created",
+            f"session created: {client.session.key}",
+            session=sessionFields(client.session),
+        )
     run.out.emit(
         "reply",
         formatPayload(reply.payload, reply.encoding),
@@ -336,8 +350,7 @@ async def _signal(run: _Run, client: WebWireClient) -> None:
     _check(args, payload)
     await _connect(run, client)
     await _call(client.signal(args.name, payload, timeout=args.timeout))
-    if run.out.asJSON:
-        run.out.emit("sent", "", name=args.name)
+    run.out.emit("sent", f"sent signal {args.name}", name=args.name)
 
 
 async def _restore(run: _Run, client: WebWireClient) -> None:
@@ -437,8 +450,7 @@ class _ListenHooks(ClientHooks):
         kind = "session-restored" if restored else "session-created"
         text = f"session {'restored' if restored else 'created'}: {session.key}"
         self.out.emit(kind, text, session=sessionFields(session))
-        if not restored:
-            self._counted()
+        self._counted()
 
     def onSessionClosed(self, client: WebWireClient) -> None:
         if self.stopping:
@@ -458,6 +470,7 @@ class _ListenHooks(ClientHooks):
             key=session.key,
             reason=why,
         )
+        self._counted()
 
 
 async def _listen(run: _Run, client: WebWireClient) -> None:
@@ -604,6 +617,71 @@ def _positiveInt(text: str) -> int:
     return value
 
 
+_COMMON_DEFAULTS: Final[dict[str, Any]] = {
+    "timeout": 10.0,
+    "dialTimeout": 5.0,
+    "caCertificates": None,
+    "subProtocol": None,
+    "bufferSize": wire.DEFAULT_MESSAGE_BUFFER_SIZE,
+    "asJSON": False,
+    "verbose": False,
+}
+
+
+def _addCommonOptions(options: Any) -> None:
+    """
+    Add the connection and output options to a parser or group, without
+    defaults (see L{_COMMON_DEFAULTS}).
+    """
+
+    def add(*names: str, **kwargs: Any) -> None:
+        options.add_argument(*names, default=argparse.SUPPRESS, **kwargs)
+
+    add(
+        "--timeout",
+        type=_positiveFloat,
+        metavar="SECONDS",
+        help="seconds to wait for the reply once connected (listen: for the "
+        "first connection) [default: 10]",
+    )
+    add(
+        "--dial-timeout",
+        dest="dialTimeout",
+        type=_positiveFloat,
+        metavar="SECONDS",
+        help="seconds one connection attempt may take: TCP, TLS, WebSocket "
+        "and WebWire handshakes [default: 5]",
+    )
+    add(
+        "--ca-certificates",
+        dest="caCertificates",
+        metavar="PEM",
+        help="for wss:// URLs: trust the certificate authorities in this PEM "
+        "file instead of the system's",
+    )
+    add(
+        "--sub-protocol",
+        dest="subProtocol",
+        metavar="NAME",
+        help="the WebWire sub-protocol the server must advertise [default: none]",
+    )
+    add(
+        "--buffer-size",
+        dest="bufferSize",
+        type=_positiveInt,
+        metavar="BYTES",
+        help="message buffer size; must equal the server's "
+        f"[default: {wire.DEFAULT_MESSAGE_BUFFER_SIZE}]",
+    )
+    add(
+        "--json",
+        dest="asJSON",
+        action="store_true",
+        help="print one JSON object per line (binary payloads in base64)",
+    )
+    add("-v", "--verbose", action="store_true", help="log to stderr what happens")
+
+
 def buildParser() -> argparse.ArgumentParser:
     """
     The argument parser of the C{webwire} command.
@@ -624,55 +702,17 @@ def buildParser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
 
+    # The common options go before or after COMMAND. Their defaults are set
+    # once, on the top parser: a subparser's own defaults would overwrite
+    # what was given before COMMAND.
     common = argparse.ArgumentParser(add_help=False)
-    options = common.add_argument_group("connection and output options")
-    options.add_argument(
-        "--timeout",
-        type=_positiveFloat,
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds to wait for the reply once connected (listen: for the "
-        "first connection) [default: 10]",
+    _addCommonOptions(common.add_argument_group("connection and output options"))
+    _addCommonOptions(
+        parser.add_argument_group(
+            "connection and output options (before or after COMMAND)"
+        )
     )
-    options.add_argument(
-        "--dial-timeout",
-        dest="dialTimeout",
-        type=_positiveFloat,
-        default=5.0,
-        metavar="SECONDS",
-        help="seconds one connection attempt may take: TCP, TLS, WebSocket "
-        "and WebWire handshakes [default: 5]",
-    )
-    options.add_argument(
-        "--ca-certificates",
-        dest="caCertificates",
-        metavar="PEM",
-        help="for wss:// URLs: trust the certificate authorities in this PEM "
-        "file instead of the system's",
-    )
-    options.add_argument(
-        "--sub-protocol",
-        dest="subProtocol",
-        metavar="NAME",
-        help="the WebWire sub-protocol the server must advertise [default: none]",
-    )
-    options.add_argument(
-        "--buffer-size",
-        dest="bufferSize",
-        type=_positiveInt,
-        default=wire.DEFAULT_MESSAGE_BUFFER_SIZE,
-        metavar="BYTES",
-        help="message buffer size; must equal the server's [default: %(default)s]",
-    )
-    options.add_argument(
-        "--json",
-        dest="asJSON",
-        action="store_true",
-        help="print one JSON object per line (binary payloads in base64)",
-    )
-    options.add_argument(
-        "-v", "--verbose", action="store_true", help="log to stderr what happens"
-    )
+    parser.set_defaults(**_COMMON_DEFAULTS)
 
     payload = argparse.ArgumentParser(add_help=False)
     # Not in an argument group: argparse would lose the group's title for
@@ -746,7 +786,8 @@ def buildParser() -> argparse.ArgumentParser:
         "--count",
         type=_positiveInt,
         metavar="N",
-        help="exit after N signals and session notifications (created, closed)",
+        help="exit after N signals and session events (created, restored, "
+        "closed, lost)",
     )
 
     restore = add("restore", [common], "Restore a session and print it as JSON.")

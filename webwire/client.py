@@ -151,6 +151,27 @@ _REPLY_ERRORS: Final[dict[int, tuple[type[Exception], str]]] = {
 _URL: Final = re.compile(r"wss?://", re.IGNORECASE)
 
 
+def _checkURL(url: str) -> None:
+    """
+    :raises ValueError: If C{url} is not a ws or wss URL with a host name and
+        a port from 1 to 65535 (if given), saying which.
+    """
+    if not _URL.match(url):
+        raise ValueError(f"not a ws:// or wss:// URL: {url}")
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"invalid URL {url}: no host name")
+    if any(c.isspace() for c in parts.netloc):
+        raise ValueError(f"invalid URL {url}: a space in the host name")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"invalid URL {url}: the port must be from 1 to 65535")
+
+
 class WebWireClient:
     """
     A client of one WebWire server.
@@ -188,10 +209,10 @@ class WebWireClient:
             scheduled with; C{reactor} if omitted.
         :param endpoint: Connect through this endpoint instead of the one the
             URL names (the URL still gives the Host header and path).
-        :raises ValueError: If C{url} is not a ws or wss URL.
+        :raises ValueError: If C{url} is not a ws or wss URL with a host
+            name (and a valid port, if given).
         """
-        if not _URL.match(url):
-            raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+        _checkURL(url)
         if reactor is None:
             from twisted.internet import reactor as globalReactor
 

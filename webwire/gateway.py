@@ -68,6 +68,7 @@ from twisted.web.client import (
     HTTPConnectionPool,
     ResponseDone,
 )
+from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IAgent, IResponse
 
 from webwire import wire
@@ -145,7 +146,10 @@ class _BoundedBody(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._done.called:
             return
-        if reason.check(ResponseDone):
+        # PotentialDataLoss: the body had neither a length nor chunks, and
+        # ended with the connection (HTTP/1.0, Python's http.server): that
+        # is how such a body ends, so it is complete.
+        if reason.check(ResponseDone, PotentialDataLoss):
             self._done.callback(b"".join(self._parts))
         else:
             self._done.errback(reason)

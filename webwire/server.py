@@ -41,6 +41,11 @@ from webwire.sessions.registry import SessionRegistry
 __all__ = ["WebWireServerFactory", "WebWireServerProtocol"]
 
 
+def _counted(n: int, noun: str) -> str:
+    """C{"1 handler"}, C{"2 handlers"}."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class WebWireServerFactory(WebSocketServerFactory):
     """
     Serves one WebWire application; listen with it on any number of ports.
@@ -260,11 +265,12 @@ class WebWireServerFactory(WebSocketServerFactory):
         if not self._shuttingDown:
             self._shuttingDown = True
             self._draining = True
+            handlers, connections = self._runningHandlers(), len(self.connections)
             self._log.info(
-                "shutting down: {handlers} handlers running on {connections} "
-                "connections",
-                handlers=self._runningHandlers(),
-                connections=len(self.connections),
+                "{application}: shutting down: {handlers} running on {connections}",
+                application=type(self.application).__name__,
+                handlers=_counted(handlers, "handler"),
+                connections=_counted(connections, "connection"),
             )
             for protocol in list(self._protocols):
                 protocol._beginShutdown()

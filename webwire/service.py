@@ -11,11 +11,12 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.server import Site
 
+from webwire._listening import describeListenFailure
 from webwire.server import WebWireServerFactory
 
 __all__ = ["WebWireService"]
@@ -81,14 +82,34 @@ class WebWireService(MultiService):
                 # Started first, stopped last (after the drain): e.g. a
                 # session manager's expiry sweep, a Redis cluster.
                 helperService.setServiceParent(self)
+        self._descriptions: dict[int, str] = {}
         for description in descriptions:
             kwargs = {} if reactor is None else {"reactor": reactor}
             listener = site if site is not None else factory
             if isinstance(description, str):
                 listening = strports.service(description, listener, **kwargs)
+                self._descriptions[id(listening)] = description
             else:
                 listening = StreamServerEndpointService(description, listener)
             listening.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        """
+        Start listening (and the children's privileged start).
+
+        :raises webwire._listening.ListenFailed: If an endpoint given as a
+            description cannot listen (say, its port is in use): one line
+            naming the endpoint and why.
+        """
+        Service.privilegedStartService(self)
+        for child in self:
+            try:
+                child.privilegedStartService()
+            except Exception as e:
+                description = self._descriptions.get(id(child))
+                if description is None:
+                    raise
+                raise describeListenFailure(description, e) from e
 
     def stopService(self) -> Deferred[None]:
         """

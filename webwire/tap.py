@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.python import usage
-from twisted.python.reflect import namedAny
 
+from webwire._apploader import addAppDirectory, loadApplication
+from webwire._listening import ListenFailed, checkEndpoint
 from webwire._version import __version__
-from webwire.interfaces import ICluster, ISessionManager, IWebWireServer
+from webwire.interfaces import ICluster, ISessionManager
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
@@ -30,42 +32,11 @@ from webwire.workers import (
     parseWorkers,
 )
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "loadApplication", "makeService"]
 
 DEFAULT_LISTEN = "tcp:8080"
 DEFAULT_APP = "webwire.conformance.makeApplication"
-
-
-def loadApplication(name: str) -> IWebWireServer:
-    """
-    Find the application a dotted name refers to.
-
-    :param name: The fully qualified name of an object that provides
-        L{IWebWireServer}, or of a callable that returns one when called
-        without arguments.
-    :raises usage.UsageError: If it cannot be imported, fails, or does not
-        provide L{IWebWireServer}.
-    """
-    try:
-        found = namedAny(name)
-    except Exception as e:
-        raise usage.UsageError(f"--app {name}: cannot import it ({e})") from None
-    if IWebWireServer.providedBy(found):
-        return found
-    if not callable(found):
-        raise usage.UsageError(
-            f"--app {name}: neither a WebWire application nor a callable"
-        )
-    try:
-        application = found()
-    except Exception as e:
-        raise usage.UsageError(f"--app {name}: calling it failed ({e!r})") from None
-    if not IWebWireServer.providedBy(application):
-        raise usage.UsageError(
-            f"--app {name}: returned {application!r}, which does not provide "
-            "IWebWireServer"
-        )
-    return application
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _positive(kind: type[float] | type[int]) -> Any:
@@ -102,8 +73,9 @@ class Options(usage.Options):
     synopsis = "[webwire options]"
     longdesc = (
         "Serve a WebWire application over WebSocket. Without options, the "
-        "conformance application is served on tcp:8080, with sessions kept "
-        "in ./wwrsess."
+        "conformance application is served on tcp:8080 (every WebSocket "
+        "path), with sessions kept in ./wwrsess, and a chat-room demo at "
+        "http://localhost:8080/ (its WebWire endpoint is /chat)."
     )
     optFlags = [
         ["compression", None, "Accept permessage-deflate when clients offer it."],
@@ -120,8 +92,14 @@ class Options(usage.Options):
             "app",
             "a",
             DEFAULT_APP,
-            "Fully qualified name of an IWebWireServer, or of a callable "
-            "returning one.",
+            "An IWebWireServer, or a callable returning one: module.attr or "
+            "module:attr, the module found in --app-dir or installed.",
+        ],
+        [
+            "app-dir",
+            None,
+            ".",
+            "Directory searched for --app's module before the installed packages.",
         ],
         [
             "read-timeout",
@@ -178,7 +156,13 @@ class Options(usage.Options):
             "HTTP request) before the connection is dropped.",
             _positive(float),
         ],
-        ["sessions", None, "file", "Where sessions are kept: file, memory or off."],
+        [
+            "sessions",
+            None,
+            "file",
+            "Where sessions are kept: file (in --session-directory), memory, "
+            "redis (at --redis-url) or off.",
+        ],
         [
             "session-directory",
             None,
@@ -202,7 +186,7 @@ class Options(usage.Options):
         [
             "redis-url",
             None,
-            "redis://127.0.0.1:6379/0",
+            DEFAULT_REDIS_URL,
             "The Redis server of --sessions redis and --cluster: "
             "redis://[:password@]host:port/db.",
         ],
@@ -253,6 +237,26 @@ class Options(usage.Options):
         self["listen"] = []
         self["origins"] = []
         self["paths"] = []
+        self._refused = False
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        # Kept for --workers: each worker parses the same options.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError:
+            self._refused = True
+            raise
+
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The full usage for C{--help}; after a bad option just a pointer to
+        it, so that the one line saying what is wrong (which twistd prints
+        after the usage) is not lost below sixty lines of options.
+        """
+        if self._refused:
+            return "webwire [options] ('twistd webwire --help' lists them)"
+        return super().getUsage(width)
 
     def opt_listen(self, description: str) -> None:
         """Add an endpoint to listen on (repeatable), e.g. tcp:8080, unix:/run/webwire.sock or ssl:8443:privateKey=key.pem:certKey=cert.pem [default: tcp:8080]"""  # noqa: E501 (one line: --help keeps line breaks)
@@ -266,11 +270,6 @@ class Options(usage.Options):
         """Accept WebSocket upgrades only on this path (repeatable), e.g. /ws [default: any path]"""  # noqa: E501 (one line: --help keeps line breaks)
         self["paths"].append(path)
 
-    def parseOptions(self, options: list[str] | None = None) -> None:
-        # Kept for --workers: each worker parses the same options.
-        self.argv = list(sys.argv[1:] if options is None else options)
-        super().parseOptions(options)
-
     def opt_version(self) -> None:
         """Print the WebWire version and exit."""
         sys.stdout.write(f"webwire {__version__}\n")
@@ -279,6 +278,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        for description in self["listen"]:
+            checkEndpoint(description)
         try:
             checkWorkerOptions(self)
         except ValueError as e:
@@ -295,6 +296,9 @@ class Options(usage.Options):
                 parseURL(self["redis-url"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis-url: {e}") from None
+        _checkApplicable(self)
+        if self["sessions"] == "file":
+            _checkSessionDirectory(self["session-directory"])
         if not self["cluster-heartbeat"] > 0:
             raise usage.UsageError("--cluster-heartbeat must be more than 0")
         if self["sessions"] not in SESSION_MANAGERS:
@@ -321,7 +325,8 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
         if self["backend"] is None:
-            self["application"] = loadApplication(self["app"])
+            addAppDirectory(self["app-dir"])
+            self["application"] = loadApplication(self["app"], self["app-dir"])
             return
         if self["app"] != DEFAULT_APP:
             raise usage.UsageError("give --backend or --app, not both")
@@ -336,6 +341,57 @@ class Options(usage.Options):
             )
         except ValueError as e:
             raise usage.UsageError(f"--backend: {e}") from None
+
+
+def _checkApplicable(config: Options) -> None:
+    """
+    Refuse options that would be ignored: they are mistakes, not choices.
+
+    :raises usage.UsageError: For C{--forward-signals} or
+        C{--backend-timeout} without C{--backend}, and a C{--redis-url}
+        without C{--sessions redis} or C{--cluster}.
+    """
+    if config["backend"] is None:
+        if config["forward-signals"]:
+            raise usage.UsageError("--forward-signals applies only with --backend")
+        if config["backend-timeout"] != 10.0:
+            raise usage.UsageError("--backend-timeout applies only with --backend")
+    usesRedis = config["sessions"] == "redis" or config["cluster"]
+    if config["redis-url"] != DEFAULT_REDIS_URL and not usesRedis:
+        raise usage.UsageError(
+            "--redis-url applies only with --sessions redis or --cluster"
+        )
+
+
+def _checkSessionDirectory(directory: str) -> None:
+    """
+    Make sure sessions can be stored in C{directory}, so that a server does
+    not start only to lose every session: an existing directory must take
+    a file; a missing one (made on first use) must have an existing,
+    writable directory above it. Nothing is left behind.
+
+    :raises usage.UsageError: One line naming the directory and why not.
+    """
+    where = f"--session-directory {directory}"
+    if os.path.isdir(directory):
+        try:
+            handle, probe = tempfile.mkstemp(dir=directory, prefix=".probe-")
+            os.close(handle)
+            os.remove(probe)
+        except OSError as e:
+            raise usage.UsageError(
+                f"{where}: cannot write in it: {e.strerror}"
+            ) from None
+        return
+    if os.path.lexists(directory):
+        raise usage.UsageError(f"{where}: not a directory")
+    above = os.path.dirname(os.path.abspath(directory))
+    while not os.path.lexists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise usage.UsageError(f"{where}: cannot create it: {above} is not a directory")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise usage.UsageError(f"{where}: cannot create it in {above}: not writable")
 
 
 def _sessionManager(
@@ -436,7 +492,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         root = makeDemoRoot(factory, chat)
     else:
         root = WebWireRoot(factory)
-    service = WebWireService(
+    service = _TwistdService(
         factory,
         config["listen"],
         reactor=reactor,
@@ -455,6 +511,19 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             # Redis connections close after the server's drain.
             _Closing(disconnect).setServiceParent(service)
     return service
+
+
+class _TwistdService(WebWireService):
+    """
+    The service of C{twistd webwire}: an endpoint that cannot listen ends
+    the process with one line on stderr, not a traceback.
+    """
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ListenFailed as e:
+            raise SystemExit(f"twistd webwire: {e}") from None
 
 
 class _Closing(Service):
