@@ -379,15 +379,24 @@ class Episode:
             elif expected is not None:
                 self.check.expectSignal(expected)
 
-    async def burst(self, slow: bool = False, extra: list[bytes] | None = None) -> None:
-        """Send a burst of valid messages (then C{extra}); await every answer."""
+    async def burst(
+        self,
+        slow: bool = False,
+        extra: list[bytes] | None = None,
+        lead: list[bytes] | None = None,
+    ) -> None:
+        """
+        Send C{lead}, a burst of valid messages, then C{extra}; await every
+        answer (unless C{extra} ends the connection).
+        """
         rng = self.rng
         items = self.burstMessages(rng.randint(1, 48), slow)
         if slow:
             self.pauseReading()
         self.expect(items)
         self.count(len(items))
-        self.sendAll([self.message(data) for data, _ in items] + (extra or []))
+        messages = [self.message(data) for data, _ in items]
+        self.sendAll((lead or []) + messages + (extra or []))
         if extra:
             return
         await self.idle()
@@ -504,7 +513,7 @@ class Episode:
             lead.append(frame(BINARY, data))
             self.count()
         if slow:
-            await self.burst(slow=True, extra=[bad])
+            await self.burst(slow=True, extra=[bad], lead=lead)
         else:
             items = self.burstMessages(rng.randint(0, 8), False)
             self.expect(items)

@@ -334,11 +334,3 @@ class ShortRunTests(TestCase):
         status, output = await shortRun()
         failed = re.findall(r"(?m)^FAILED: .*", output)
         self.assertEqual((status, failed), (0, []), output)
-
-    test_passes.todo = (  # type: ignore[attr-defined]
-        "the server still loses the replies to requests read before a "
-        "malformed message or a WebSocket framing error, answers a signal-me "
-        "it cannot send with an internal error and a critical traceback, logs "
-        "a debug line per message only servers send, and keeps connections "
-        "closed with queued output open"
-    )
