@@ -48,11 +48,11 @@ class RoundtripBenchmarkTests(TestCase):
         Every configuration appears for both servers, with the ratios
         webwire/echo computed from the figures reported next to them.
         """
-        path = os.path.abspath(self.mktemp())
+        path = FilePath(self.mktemp())
         env = dict(os.environ, PYTHONPATH=ROOT.path)
         out, err, code = await getProcessOutputAndValue(
             sys.executable,
-            ["-m", "benchmarks.roundtrip", "--quick", "--json", path],
+            ["-m", "benchmarks.roundtrip", "--quick", "--json", path.path],
             env=env,
             path=ROOT.path,
             reactor=reactor,
@@ -60,8 +60,7 @@ class RoundtripBenchmarkTests(TestCase):
         self.assertEqual(code, 0, (out + err).decode("utf-8", "replace"))
         text = out.decode()
         self.assertIn("ratios webwire/echo", text)
-        with open(path) as f:
-            report = json.load(f)
+        report = json.loads(path.getContent())
         summary = report["summary"]
         self.assertEqual(sorted(summary["saturation"]), sorted(LOADS))
         for load in LOADS:
