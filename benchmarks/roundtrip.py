@@ -403,6 +403,12 @@ async def run(bench: Bench) -> dict[str, Any]:
         report(f"saturation, {load.name}:")
         for result in chosen.values():
             report(line(result))
+            if result.serverCpu < 0.9:
+                report(
+                    f"    note: {result.server} used {result.serverCpu:.0%} of its "
+                    "core: other processes took the rest, so its throughput is "
+                    "not its capacity (its CPU per request still is its cost)"
+                )
         summary["saturation"][load.name] = compare(chosen)
 
     base = SATURATION[0]
@@ -417,6 +423,12 @@ async def run(bench: Bench) -> dict[str, Any]:
     report(f"same offered load, {base.name}, {rate:,.0f} req/s:")
     for result in chosen.values():
         report(line(result))
+        if result.throughput < 0.95 * rate:
+            report(
+                f"    note: {result.server} completed {result.throughput:,.0f} of "
+                f"{rate:,.0f} req/s offered ({result.skipped:,} due while every "
+                "slot was busy): it fell behind, the loads are not the same"
+            )
     summary["sameLoad"] = {"offered": rate, **compare(chosen)}
 
     check: dict[str, Any] = {}
@@ -432,6 +444,10 @@ async def run(bench: Bench) -> dict[str, Any]:
             "generatorCpuOne": one["generatorCpu"],
             "generatorCpuTwo": two.generatorCpu,
         }
+        report(
+            f"    one generator at {max(one['generatorCpu']):.0%} of a core; a "
+            f"second changed throughput by {check[name]['gain']:+.0%}"
+        )
     summary["generatorCheck"] = check
 
     flood = {}
