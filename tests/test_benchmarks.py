@@ -81,6 +81,7 @@ class RoundtripBenchmarkTests(TestCase):
             check = summary["generatorCheck"][server]
             self.assertEqual(len(check["generatorCpuOne"]), 1)
             self.assertEqual(len(check["generatorCpuTwo"]), 2)
+            self.assertGreater(check["serverCpuOne"], 0)
             self.assertGreaterEqual(summary["heartbeatFlood"][server]["serverCpu"], 0)
             memory = summary["idleMemory"][server]
             self.assertEqual(memory["connections"], 200)
