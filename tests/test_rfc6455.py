@@ -350,22 +350,26 @@ class FramingTests(ConformanceMixin, TestCase):
     async def test_splitAtEveryByte(self) -> None:
         """
         A frame split in two reads at any byte of its header (and the first
-        bytes of its payload) is read like a whole one.
+        bytes of its payload) is read like a whole one, with a 7-, 16- and
+        64-bit length.
         """
-        server = self.serve()
-        client = await connect(self, server.portNumber)
+        server = self.serve(ServerOptions(messageBufferSize=100_000))
+        acceptConf = server.factory.options.acceptConf()
+        client = await connect(self, server.portNumber, acceptConf=acceptConf)
         [protocol] = server.serverProtocols()
         spy = ReadSpy(protocol)
-        payload = bytes(range(200))
-        header = 2 + 2 + 4  # 16-bit length, masking key
-        for n, split in enumerate(range(1, header + 4), 1):
-            data = frame(BINARY, echoRequest(n, payload))
-            read = spy.nextRead()
-            client.write(data[:split])
-            await read
-            client.write(data[split:])
-            reply = await client.frameAt(n)
-            self.assertEqual(reply.payload, echoReply(n, payload))
+        n = 0
+        for size, header in ((20, 2 + 4), (200, 2 + 2 + 4), (70_000, 2 + 8 + 4)):
+            payload = os.urandom(size)
+            for split in range(1, header + 4):
+                n += 1
+                data = frame(BINARY, echoRequest(n, payload))
+                read = spy.nextRead()
+                client.write(data[:split])
+                await read
+                client.write(data[split:])
+                reply = await client.frameAt(n)
+                self.assertEqual(reply.payload, echoReply(n, payload))
 
     async def test_coalesced(self) -> None:
         """Frames arriving in one read are all handled, in order."""
