@@ -62,6 +62,8 @@ setup(
             "ruff",
             "towncrier",
             "coverage",
+            # python -m benchmarks.profile samples the server with it.
+            "py-spy",
         ],
     },
     classifiers=[

@@ -1,316 +1,590 @@
 """
-Round trips per second: the WebWire server against a bare Autobahn echo server.
+What one WebWire server process costs per request, against a bare Autobahn
+echo server, each alone on one CPU and loaded from other processes.
 
-What is measured: completed request/reply round trips per second over
-loopback TCP (127.0.0.1, a free port) for two servers, and their ratio:
+The servers (started once, in processes of their own, pinned to the same
+CPU with C{os.sched_setaffinity} where the OS allows):
 
-  - C{webwire}: C{WebWireServerFactory(ConformanceApplication(),
-    ServerOptions())}, sent RequestBinary messages named C{echo}, answering
-    with ReplyBinary messages;
-  - C{autobahn}: the cheapest possible Autobahn server, whose C{onMessage}
-    sends the same bytes back; the echo of a request counts as its reply.
+  - C{webwire}: C{twistd -n webwire --sessions memory}, the conformance
+    application as users run it, sent C{echo} requests;
+  - C{echo}: a bare Autobahn server sending every message back
+    (L{benchmarks._echoserver}); the echo of a request is its reply.
 
-How: the same client code sends the same bytes to both: C{--connections}
-connections, each keeping C{--inflight} requests in flight (every reply sends
-the next request) with C{--payload} bytes of payload. Each round measures
-webwire, then autobahn: listen, connect (for WebWire, wait for every
-AcceptConf), send for C{--warmup} seconds, then count the round trips
-completed inside a C{--seconds} window timed with C{time.perf_counter};
-finally stop sending, collect the last replies and close. Per server the best
-round is reported (noise on a shared machine only ever slows a run down), with
-the mean latency that follows by Little's law: requests in flight / rate.
-Every reply is checked: it must parse, have the expected type, carry the
-identifier of a request outstanding on its connection and the payload sent.
-Anything else aborts the benchmark with an error.
+The load comes from L{benchmarks._rawload} processes (pinned to the other
+CPUs): plain sockets, frames encoded and masked before the run, requests
+pipelined, every reply checked byte for byte. Each measurement: connect,
+send for C{--warmup} seconds, then a C{--seconds} window in which the
+generators count replies and latencies (send to reply, microseconds) and
+this process reads the server's CPU time (user + system, C{/proc/PID/stat})
+at its start and end. The headline is B{server CPU microseconds per
+request}: it does not depend on how fast the generators are. Rounds
+alternate between the servers; per server and configuration the best round
+is reported (noise on a shared machine only ever slows a run down).
 
-One process, one reactor: client and server run in this process on one
-reactor, which is the simplest set-up and fully reproducible (no second
-process, no port to pass around). The consequence: both numbers include the
-client's CPU time, which is the same for both servers, so the ratio is pulled
-towards 1 and understates the difference between the servers themselves.
+Measured, in this order:
 
-Run from the repository root (the defaults take about 25 seconds)::
+  - saturation (closed loop): 16 connections x 8 in flight and 1 x 1 with
+    64-byte binary requests; 16 x 8 with 4,096 bytes, binary, UTF-8 and
+    UTF-16;
+  - the same offered load: both servers paced at C{--offered} times the
+    slower one's 16 x 8 saturation rate: server CPU per request and its
+    share of the CPU;
+  - the generators are not the bottleneck: their CPU share in every
+    measurement, and 16 x 8 with one, then two generator processes, back
+    to back (and the server's CPU share with one);
+  - a heartbeat flood: 900 heartbeats/s on one connection, server CPU;
+  - idle memory: the resident memory a fresh server gains per connection
+    with C{--idle-connections} open, idle connections (the descriptor limit
+    is raised as far as allowed; fewer connections, with a note, if it
+    is too low);
+  - start-up: seconds from starting C{twistd -n webwire} until it logs that
+    it listens.
+
+Run from the repository root (about two minutes; C{--quick}: a few
+seconds of each, for a smoke test)::
 
     python -m benchmarks.roundtrip
-    python -m benchmarks.roundtrip --connections 1 --inflight 1 --payload 1024
+    python -m benchmarks.roundtrip --quick --json report.json
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
+import os
 import platform
+import re
+import resource
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autobahn.twisted.websocket import (
-    WebSocketClientFactory,
-    WebSocketClientProtocol,
-    WebSocketServerFactory,
-    WebSocketServerProtocol,
-)
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater, react
 
-from benchmarks._common import (
-    IDENTIFIER,
-    PHASE_TIMEOUT,
-    BenchmarkError,
-    Countdown,
-    Task,
-    addLoadArguments,
-    checkEcho,
-    checkLoadArguments,
-    decode,
-    logWarnings,
-    report,
-    within,
-)
-from webwire import wire
-from webwire.conformance import ConformanceApplication
-from webwire.options import ServerOptions
-from webwire.server import WebWireServerFactory
+from benchmarks._common import BenchmarkError, logWarnings, report
+from benchmarks._processes import START_TIMEOUT, ChildProcess, Children, cpuSeconds
 
-# The servers under test ---------------------------------------------------
-
-
-class EchoServerProtocol(WebSocketServerProtocol):
-    """The baseline: send every message back as it came."""
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.sendMessage(payload, isBinary=True)
-
-
-def makeEchoFactory() -> WebSocketServerFactory:
-    factory = WebSocketServerFactory()  # no URL: Autobahn rejects ws://host:0
-    factory.protocol = EchoServerProtocol
-    return factory
-
-
-def makeWebWireFactory() -> WebSocketServerFactory:
-    return WebWireServerFactory(ConformanceApplication(), ServerOptions())
+SERVERS = ("webwire", "echo")
+TWISTD = ["-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile="]
+LISTEN = "tcp:0:interface=127.0.0.1:backlog=1024"
+_PORT = {
+    "webwire": re.compile(r"Site starting on (\d+)"),
+    "echo": re.compile(r"listening (\d+)"),
+}
 
 
 @dataclass(frozen=True)
-class Target:
-    """A server under test, and what its replies look like."""
+class Load:
+    """A load configuration: its name and what each generator is told."""
 
     name: str
-    makeFactory: Callable[[], WebSocketServerFactory]
-    replyType: type[wire.Reply] | type[wire.Request]  # an echo is a Request
-    sendsAcceptConf: bool
+    connections: int
+    inflight: int
+    payload: int = 64
+    encoding: str = "binary"
 
 
-TARGETS = (
-    Target("webwire", makeWebWireFactory, wire.Reply, True),
-    Target("autobahn", makeEchoFactory, wire.Request, False),
+SATURATION = (
+    Load("16x8 64 B", 16, 8),
+    Load("1x1 64 B", 1, 1),
+    Load("16x8 4096 B binary", 16, 8, 4096),
+    Load("16x8 4096 B UTF-8", 16, 8, 4096, "utf8"),
+    Load("16x8 4096 B UTF-16", 16, 8, 4096, "utf16"),
 )
 
 
-# The client ---------------------------------------------------------------
+@dataclass
+class Result:
+    """One measurement of one server."""
+
+    server: str
+    load: str
+    generators: int
+    offered: float | None  # requests/s asked for; None: closed loop
+    throughput: float  # replies/s
+    p50: float | None  # microseconds from send to reply
+    p99: float | None
+    serverCpuPerRequest: float | None  # microseconds
+    serverCpu: float  # share of one core in the window
+    generatorCpu: list[float] = field(default_factory=list)  # each, of one core
+    skipped: int = 0  # paced: due while every slot was busy
 
 
-class Run(Task):
-    """
-    One measurement of one server: what all its clients share. L{abort}
-    stops it at once with a L{BenchmarkError} that names the server.
-    """
+@dataclass
+class Server:
+    """A running server under test."""
 
-    def __init__(self, target: Target, opts: argparse.Namespace) -> None:
-        super().__init__(target.name)
-        self.target = target
-        self.inflight: int = opts.inflight
-        self.payload = bytes(i % 251 for i in range(opts.payload))
-        self.sending = False  # while set, every reply sends the next request
-        self.completed = 0  # round trips completed so far, all connections
-        self.clients: list[BenchClientProtocol] = []
-        self.ready = Countdown(opts.connections)  # open (and AcceptConf seen)
-        self.drained = Countdown(opts.connections)  # no request outstanding
-        self.closed = Countdown(opts.connections)
+    name: str
+    child: ChildProcess
+    port: int
+
+    @property
+    def pid(self) -> int:
+        assert self.child.pid is not None
+        return self.child.pid
 
 
-class BenchClientProtocol(WebSocketClientProtocol):
-    """
-    Keeps C{run.inflight} requests in flight and checks every reply; the
-    same code drives both servers.
-    """
+class Bench:
+    """The processes and CPUs of one benchmark run."""
 
-    factory: BenchClientFactory
-    run: Run  # set in onOpen: Autobahn attaches the factory after __init__
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.outstanding: set[bytes] = set()  # identifiers awaiting a reply
-        self.counter = 0
-        self.accepted = False  # AcceptConf seen, or none expected
-        self.closing = False
-
-    def onOpen(self) -> None:
-        self.run = self.factory.run
-        self.run.clients.append(self)
-        if not self.run.target.sendsAcceptConf:
-            self.accepted = True
-            self.run.ready.tick()
-
-    def start(self) -> None:
-        for _ in range(self.run.inflight):
-            self.sendRequest()
-
-    def sendRequest(self) -> None:
-        self.counter += 1
-        identifier = IDENTIFIER.pack(self.counter)
-        self.outstanding.add(identifier)
-        data = wire.encodeRequest(
-            identifier, "echo", self.run.payload, wire.Encoding.BINARY
+    def __init__(self, reactor: Any, opts: argparse.Namespace) -> None:
+        self.reactor = reactor
+        self.opts = opts
+        self.children = Children(reactor)
+        self.sequence = 0
+        cpus = (
+            sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         )
-        self.sendMessage(data, isBinary=True)
+        self.pinned = len(cpus) > 1
+        self.serverCpus = cpus[-1:] if self.pinned else []
+        self.loadCpus = cpus[:-1] if self.pinned else []
+        self.notes: list[str] = []
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        run = self.run
-        try:
-            message = decode(payload, isBinary)
-        except BenchmarkError as e:
-            run.abort(str(e))
-            return
-        if not self.accepted:  # WebWire: the first message is AcceptConf
-            if type(message) is not wire.AcceptConf:
-                run.abort(f"first message is {message!r:.80}, not AcceptConf")
-                return
-            self.accepted = True
-            run.ready.tick()
-            return
-        if not isinstance(message, run.target.replyType):
-            run.abort(f"expected {run.target.replyType.__name__}, got {message!r:.80}")
-            return
-        try:
-            checkEcho(message, self.outstanding, run.payload)
-        except BenchmarkError as e:
-            run.abort(str(e))
-            return
-        run.completed += 1
-        if run.sending:
-            self.sendRequest()
-        elif not self.outstanding:
-            run.drained.tick()
+    def pin(self, pid: int, cpus: list[int]) -> None:
+        if cpus:
+            os.sched_setaffinity(pid, cpus)
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        run: Run = self.factory.run  # onOpen may not have been called
-        if self.closing:
-            run.closed.tick()
+    async def startServer(self, name: str) -> Server:
+        if name == "webwire":
+            argv = [sys.executable, *TWISTD, "webwire", "--listen", LISTEN]
+            argv += ["--sessions", "memory"]
         else:
-            run.abort(f"connection closed (code {code}: {reason})")
-
-
-class BenchClientFactory(WebSocketClientFactory):
-    """Connects L{BenchClientProtocol}s to one server for one L{Run}."""
-
-    protocol = BenchClientProtocol  # type: ignore[assignment]
-
-    def __init__(self, url: str, run: Run) -> None:
-        super().__init__(url)
-        self.run = run
-
-
-# Measuring ----------------------------------------------------------------
-
-
-async def phase(reactor: Any, run: Run, d: Deferred[None], what: str) -> None:
-    """Wait for C{d}, at most L{PHASE_TIMEOUT} seconds; name the server if not."""
-    try:
-        await within(reactor, d, PHASE_TIMEOUT, what)
-    except BenchmarkError as e:
-        raise BenchmarkError(f"{run.name}: {e}") from None
-
-
-async def measureOnce(reactor: Any, run: Run, opts: argparse.Namespace) -> float:
-    """Measure C{run.target} once; return round trips per second."""
-    port = reactor.listenTCP(0, run.target.makeFactory(), interface="127.0.0.1")
-    portNumber = port.getHost().port
-    clientFactory = BenchClientFactory(f"ws://127.0.0.1:{portNumber}/", run)
-    for _ in range(opts.connections):
-        reactor.connectTCP("127.0.0.1", portNumber, clientFactory)
-    await phase(reactor, run, run.ready.done, "open connections")
-
-    run.sending = True
-    for client in run.clients:
-        client.start()
-    await deferLater(reactor, opts.warmup)
-    countBefore, startTime = run.completed, time.perf_counter()
-    await deferLater(reactor, opts.seconds)
-    countAfter, endTime = run.completed, time.perf_counter()
-
-    # Stop sending, collect the last replies (checked like all others), then
-    # close cleanly so that the next run starts from nothing.
-    run.sending = False
-    await phase(reactor, run, run.drained.done, "last replies")
-    for client in run.clients:
-        client.closing = True
-        client.sendClose(1000)
-    await phase(reactor, run, run.closed.done, "closed connections")
-    await port.stopListening()
-    return (countAfter - countBefore) / (endTime - startTime)
-
-
-async def measure(reactor: Any, target: Target, opts: argparse.Namespace) -> float:
-    """Measure C{target} once; a wrong reply raises L{BenchmarkError}."""
-    run = Run(target, opts)
-    return await run.run(measureOnce(reactor, run, opts))
-
-
-async def main(reactor: Any, opts: argparse.Namespace) -> None:
-    version = importlib.metadata.version
-    inflight = opts.connections * opts.inflight
-    report(
-        f"{opts.connections} connections x {opts.inflight} in flight, "
-        f"{opts.payload}-byte payload, {opts.warmup:g} s warm-up + "
-        f"{opts.seconds:g} s window, rounds: {opts.rounds}\n"
-        f"{platform.python_implementation()} {platform.python_version()}, "
-        f"Twisted {version('twisted')}, Autobahn {version('autobahn')}, "
-        f"{type(reactor).__name__}; client and server in one process"
-    )
-    rates: dict[str, list[float]] = {target.name: [] for target in TARGETS}
-    try:
-        for roundNumber in range(1, opts.rounds + 1):
-            for target in TARGETS:  # alternate, so drift hits both alike
-                rate = await measure(reactor, target, opts)
-                rates[target.name].append(rate)
-                report(f"round {roundNumber}  {target.name:<8} {rate:>9,.0f} req/s")
-    except BenchmarkError as e:
-        report(f"benchmark aborted: {e}", sys.stderr)
-        raise SystemExit(1) from None
-
-    report(f"best of {opts.rounds} rounds per server:")
-    best = {name: max(values) for name, values in rates.items()}
-    for name, rate in best.items():
-        latency = inflight / rate * 1000  # Little's law
-        report(
-            f"{name:<8} {rate:>9,.0f} requests/s   "
-            f"mean latency {latency:.3f} ms ({inflight} in flight)"
+            argv = [sys.executable, "-m", "benchmarks._echoserver"]
+        child = self.children.spawn(ChildProcess(name, self.lost), argv)
+        assert child.pid is not None
+        self.pin(child.pid, self.serverCpus)
+        line = await child.waitFor(
+            "starting on" if name == "webwire" else "listening",
+            START_TIMEOUT,
+            self.reactor,
         )
-    report(f"ratio webwire/autobahn: {best['webwire'] / best['autobahn']:.2f}")
+        match = _PORT[name].search(line)
+        assert match is not None
+        return Server(name, child, int(match.group(1)))
+
+    async def stopServer(self, server: Server) -> None:
+        await server.child.stop(
+            self.reactor, "TERM" if server.name == "webwire" else None
+        )
+
+    def lost(self, reason: str) -> None:
+        report(f"benchmark aborted: {reason}", sys.stderr)
+        for child in self.children.started:
+            child.kill()
+        self.reactor.stop()
+
+    async def startGenerators(
+        self, server: Server, load: Load, generators: int, **extra: Any
+    ) -> list[ChildProcess]:
+        """Start C{generators} processes sharing C{load}; wait until ready."""
+        children = []
+        for index in range(generators):
+            share = load.connections // generators + (
+                index < load.connections % generators
+            )
+            config = {
+                "port": server.port,
+                "server": server.name,
+                "connections": share,
+                "inflight": load.inflight,
+                "payload": load.payload,
+                "encoding": load.encoding,
+                "cpus": self.loadCpus,
+                **extra,
+            }
+            argv = [sys.executable, "-m", "benchmarks._rawload", json.dumps(config)]
+            name = f"load generator {index + 1} of {server.name}"
+            children.append(self.children.spawn(ChildProcess(name, self.lost), argv))
+        for child in children:
+            await child.waitFor("ready", START_TIMEOUT * 3, self.reactor)
+        return children
+
+    async def stopGenerators(self, children: list[ChildProcess]) -> None:
+        """Tell each to stop; wait until each closed and exited."""
+        for child in children:
+            child.expectExit = True  # it exits by itself once done
+            child.tell("stop")
+        for child in children:
+            await child.waitFor("done", START_TIMEOUT * 3, self.reactor)
+            await child.stop(self.reactor)
+
+    async def measure(
+        self,
+        server: Server,
+        load: Load,
+        generators: int = 1,
+        rate: float | None = None,
+        heartbeat: bool = False,
+    ) -> Result:
+        """Load C{server} with C{load}; measure one window."""
+        opts, reactor = self.opts, self.reactor
+        extra: dict[str, Any] = {"heartbeat": heartbeat}
+        if rate is not None:
+            extra["rate"] = rate / generators
+        children = await self.startGenerators(server, load, generators, **extra)
+        for child in children:
+            child.tell("start")
+        await deferLater(reactor, opts.warmup)
+        self.sequence += 1
+        n = self.sequence
+        pids = [server.pid] + [c.pid for c in children]
+        before = [cpuSeconds(pid) for pid in pids]
+        started = time.perf_counter()
+        for child in children:
+            child.tell(f"begin {n}")
+        await deferLater(reactor, opts.seconds)
+        for child in children:
+            child.tell(f"end {n}")
+        after = [cpuSeconds(pid) for pid in pids]
+        elapsed = time.perf_counter() - started
+        stats = []
+        for child in children:
+            line = await child.waitFor(f"ended {n} ", START_TIMEOUT, reactor)
+            stats.append(json.loads(line.split(" ", 2)[2]))
+        await self.stopGenerators(children)
+        used = [
+            (b - a) if a is not None and b is not None else 0.0
+            for a, b in zip(before, after, strict=True)
+        ]
+        completed = sum(s["completed"] for s in stats)
+        latencies: dict[int, int] = {}
+        for s in stats:
+            for micros, count in s["latencies"].items():
+                latencies[int(micros)] = latencies.get(int(micros), 0) + count
+        throughput = sum(s["completed"] / s["elapsed"] for s in stats)
+        return Result(
+            server=server.name,
+            load=("heartbeats " if heartbeat else "") + load.name,
+            generators=generators,
+            offered=rate,
+            throughput=throughput,
+            p50=quantile(latencies, 0.5),
+            p99=quantile(latencies, 0.99),
+            serverCpuPerRequest=(used[0] * 1e6 / completed) if completed else None,
+            serverCpu=used[0] / elapsed,
+            generatorCpu=[u / elapsed for u in used[1:]],
+            skipped=sum(s["skipped"] for s in stats),
+        )
+
+    async def idleMemory(self, name: str, connections: int) -> dict[str, Any]:
+        """Resident memory a fresh server gains per idle connection."""
+        server = await self.startServer(name)
+        rss0 = residentKiB(server.pid)
+        generators = max(1, min(4, connections // 500))
+        load = Load("idle", connections, 1)
+        children = await self.startGenerators(server, load, generators)
+        rss1 = residentKiB(server.pid)
+        await self.stopGenerators(children)
+        await self.stopServer(server)
+        return {
+            "server": name,
+            "connections": connections,
+            "rssBeforeKiB": rss0,
+            "rssAfterKiB": rss1,
+            "perConnectionKiB": (rss1 - rss0) / connections,
+        }
+
+    async def startup(self) -> float:
+        """Seconds from starting C{twistd -n webwire} until it listens."""
+        started = time.perf_counter()
+        server = await self.startServer("webwire")
+        elapsed = time.perf_counter() - started
+        await self.stopServer(server)
+        return elapsed
+
+
+def quantile(histogram: dict[int, int], q: float) -> float | None:
+    """The C{q} quantile of a histogram of whole microseconds."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank, seen = q * (total - 1), 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen > rank:
+            return float(value)
+    raise AssertionError("unreachable")
+
+
+def residentKiB(pid: int) -> int:
+    """The resident set size of process C{pid} in KiB (C{/proc/PID/status})."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchmarkError(f"no VmRSS for process {pid}")
+
+
+def raiseFileLimit(wanted: int) -> int:
+    """Raise this process's descriptor limit (inherited); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard == resource.RLIM_INFINITY else max(soft, hard)
+    if target == resource.RLIM_INFINITY:
+        target = max(soft, wanted + 1024)
+    if target != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def best(results: list[Result], by: str = "throughput") -> Result:
+    """The best round: the highest throughput, or the least CPU per request."""
+    if by == "throughput":
+        return max(results, key=lambda r: r.throughput)
+    return min(results, key=lambda r: r.serverCpuPerRequest or float("inf"))
+
+
+def fmt(value: float | None, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def line(result: Result) -> str:
+    gens = ", ".join(f"{g:.0%}" for g in result.generatorCpu)
+    return (
+        f"  {result.server:<8} {fmt(result.throughput):>9} req/s  "
+        f"p50 {fmt(result.p50):>6} us  p99 {fmt(result.p99):>7} us  "
+        f"server {fmt(result.serverCpuPerRequest, '.1f'):>6} us CPU/req "
+        f"({result.serverCpu:.0%} of a core)  generators {gens}"
+    )
+
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    return None if ours is None or not theirs else ours / theirs
+
+
+async def run(bench: Bench) -> dict[str, Any]:
+    opts = bench.opts
+    version = importlib.metadata.version
+    limit = raiseFileLimit(opts.idle_connections * 2)
+    idle = opts.idle_connections
+    if limit < idle + 256:
+        idle = max(10, limit - 256)
+        bench.notes.append(
+            f"descriptor limit {limit}: idle memory measured with {idle} "
+            f"connections, not {opts.idle_connections}"
+        )
+    if not bench.pinned:
+        bench.notes.append("one CPU only (or no affinity API): nothing pinned")
+    machine = {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "twisted": version("twisted"),
+        "autobahn": version("autobahn"),
+        "cpus": os.cpu_count(),
+        "serverCpus": bench.serverCpus,
+        "loadCpus": bench.loadCpus,
+        "seconds": opts.seconds,
+        "warmup": opts.warmup,
+        "rounds": opts.rounds,
+    }
+    report(
+        f"{machine['python']}, Twisted {machine['twisted']}, Autobahn "
+        f"{machine['autobahn']}; {machine['cpus']} CPUs: servers on "
+        f"{bench.serverCpus or 'any'}, load generators on {bench.loadCpus or 'any'}; "
+        f"{opts.warmup:g} s warm-up + {opts.seconds:g} s window, "
+        f"best of {opts.rounds} rounds"
+    )
+    for note in bench.notes:
+        report(f"note: {note}")
+    servers = {name: await bench.startServer(name) for name in SERVERS}
+    results: list[Result] = []
+
+    def collect(result: Result) -> Result:
+        results.append(result)
+        return result
+
+    summary: dict[str, Any] = {"saturation": {}}
+    for load in SATURATION:
+        rounds: dict[str, list[Result]] = {name: [] for name in SERVERS}
+        for _ in range(opts.rounds):
+            for name in SERVERS:  # alternate, so drift hits both alike
+                result = collect(await bench.measure(servers[name], load))
+                rounds[name].append(result)
+        chosen = {name: best(rounds[name]) for name in SERVERS}
+        report(f"saturation, {load.name}:")
+        for result in chosen.values():
+            report(line(result))
+            if result.serverCpu < 0.9 and load.connections * load.inflight > 1:
+                report(
+                    f"    note: {result.server} used {result.serverCpu:.0%} of its "
+                    "core: other processes took the rest, so its throughput is "
+                    "not its capacity (its CPU per request still is its cost)"
+                )
+        summary["saturation"][load.name] = compare(chosen)
+
+    base = SATURATION[0]
+    slower = min(summary["saturation"][base.name][n]["throughput"] for n in SERVERS)
+    rate = round(slower * opts.offered, -2) or 100.0
+    rounds = {name: [] for name in SERVERS}
+    for _ in range(opts.rounds):
+        for name in SERVERS:
+            result = collect(await bench.measure(servers[name], base, rate=rate))
+            rounds[name].append(result)
+    chosen = {name: best(rounds[name], by="cpu") for name in SERVERS}
+    report(f"same offered load, {base.name}, {rate:,.0f} req/s:")
+    for result in chosen.values():
+        report(line(result))
+        if result.throughput < 0.95 * rate:
+            report(
+                f"    note: {result.server} completed {result.throughput:,.0f} of "
+                f"{rate:,.0f} req/s offered ({result.skipped:,} due while every "
+                "slot was busy): it fell behind, the loads are not the same"
+            )
+    summary["sameLoad"] = {"offered": rate, **compare(chosen)}
+
+    check: dict[str, Any] = {}
+    report(f"load generator check, {base.name}, 1 then 2 generator processes:")
+    for name in SERVERS:  # back to back, so that both meet the same noise
+        one = collect(await bench.measure(servers[name], base, generators=1))
+        two = collect(await bench.measure(servers[name], base, generators=2))
+        report(line(one))
+        report(line(two))
+        check[name] = {
+            "oneGenerator": one.throughput,
+            "twoGenerators": two.throughput,
+            "gain": two.throughput / one.throughput - 1,
+            "serverCpuOne": one.serverCpu,
+            "serverCpuTwo": two.serverCpu,
+            "generatorCpuOne": one.generatorCpu,
+            "generatorCpuTwo": two.generatorCpu,
+        }
+        report(
+            f"    one generator at {max(one.generatorCpu):.0%} of a core held "
+            f"{name} at {one.serverCpu:.0%} of its core; a second changed "
+            f"throughput by {check[name]['gain']:+.0%}"
+        )
+    summary["generatorCheck"] = check
+
+    flood = {}
+    heartbeatLoad = Load("1 connection", 1, 1)
+    report(f"heartbeat flood, {opts.heartbeats:g}/s on one connection:")
+    for name in SERVERS:
+        result = collect(
+            await bench.measure(
+                servers[name], heartbeatLoad, rate=opts.heartbeats, heartbeat=True
+            )
+        )
+        flood[name] = {"serverCpu": result.serverCpu, "sent": opts.heartbeats}
+        report(f"  {name:<8} server {result.serverCpu:.1%} of a core")
+    summary["heartbeatFlood"] = flood
+    for server in servers.values():
+        await bench.stopServer(server)
+
+    memory = {}
+    report(f"idle memory, {idle:,} connections (fresh servers):")
+    for name in SERVERS:
+        memory[name] = await bench.idleMemory(name, idle)
+        report(
+            f"  {name:<8} {memory[name]['perConnectionKiB']:.1f} KiB per connection "
+            f"(RSS {memory[name]['rssBeforeKiB']:,} -> "
+            f"{memory[name]['rssAfterKiB']:,} KiB)"
+        )
+    memory["ratio"] = (
+        memory["webwire"]["perConnectionKiB"] / memory["echo"]["perConnectionKiB"]
+    )
+    summary["idleMemory"] = memory
+
+    starts = [await bench.startup() for _ in range(opts.startups)]
+    summary["startup"] = {"seconds": starts, "best": min(starts)}
+    report(
+        "start-up of twistd -n webwire until listening: "
+        + ", ".join(f"{s:.3f}" for s in starts)
+        + " s"
+    )
+    report_ratios(summary)
+    return {
+        "machine": machine,
+        "notes": bench.notes,
+        "summary": summary,
+        "results": [asdict(r) for r in results],
+    }
+
+
+def compare(chosen: dict[str, Result]) -> dict[str, Any]:
+    ours, theirs = chosen["webwire"], chosen["echo"]
+    return {
+        **{name: asdict(result) for name, result in chosen.items()},
+        "ratio": {
+            "throughput": ratio(ours.throughput, theirs.throughput),
+            "p50": ratio(ours.p50, theirs.p50),
+            "p99": ratio(ours.p99, theirs.p99),
+            "serverCpuPerRequest": ratio(
+                ours.serverCpuPerRequest, theirs.serverCpuPerRequest
+            ),
+        },
+    }
+
+
+def report_ratios(summary: dict[str, Any]) -> None:
+    report("ratios webwire/echo (CPU per request is the headline):")
+    rows = [(f"saturation {k}", v) for k, v in summary["saturation"].items()]
+    rows.append(("same offered load", summary["sameLoad"]))
+    for label, entry in rows:
+        r = entry["ratio"]
+        report(
+            f"  {label:<28} CPU/req {fmt(r['serverCpuPerRequest'], '.2f')}  "
+            f"throughput {fmt(r['throughput'], '.2f')}  "
+            f"p50 {fmt(r['p50'], '.2f')}  p99 {fmt(r['p99'], '.2f')}"
+        )
+    report(f"  {'idle memory per connection':<28} {summary['idleMemory']['ratio']:.2f}")
 
 
 def parseArguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.roundtrip",
-        description="Round trips per second: WebWire server vs. Autobahn echo.",
+        description="Server CPU per request, throughput and latency: "
+        "WebWire vs. a bare Autobahn echo server.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--connections", type=int, default=4, help="client connections")
-    addLoadArguments(parser)
-    add("--rounds", type=int, default=2, help="runs per server, alternating")
+    add("--seconds", type=float, default=3.0, help="measurement window")
+    add("--warmup", type=float, default=1.0, help="seconds before each window")
+    add("--rounds", type=int, default=2, help="rounds per server, alternating")
+    add(
+        "--offered",
+        type=float,
+        default=0.5,
+        help="same-load rate, as a fraction of the slower server's saturation",
+    )
+    add("--heartbeats", type=float, default=900.0, help="heartbeats/s of the flood")
+    add("--idle-connections", type=int, default=10_000, help="for idle memory")
+    add("--startups", type=int, default=3, help="start-up time measurements")
+    add("--json", metavar="PATH", help="also write the report as JSON")
+    add(
+        "--quick",
+        action="store_true",
+        help="a smoke test: tiny windows, one round, 200 idle connections",
+    )
     opts = parser.parse_args(argv)
-    if min(opts.connections, opts.inflight, opts.rounds) < 1:
-        parser.error("--connections, --inflight and --rounds must be at least 1")
-    checkLoadArguments(parser, opts, "echo")
+    if opts.quick:
+        opts.seconds, opts.warmup, opts.rounds = 0.3, 0.1, 1
+        opts.idle_connections, opts.startups = 200, 1
+    if opts.seconds <= 0 or opts.warmup < 0 or opts.rounds < 1:
+        parser.error("--seconds must be positive, --warmup not negative, --rounds >= 1")
+    if not 0 < opts.offered <= 1 or opts.idle_connections < 1 or opts.startups < 1:
+        parser.error("--offered must be in (0, 1]; --idle-connections, --startups >= 1")
     return opts
+
+
+def writeJSON(path: str, output: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(output, f, indent=1)
+
+
+async def main(reactor: Any, opts: argparse.Namespace) -> None:
+    bench = Bench(reactor, opts)
+    try:
+        output = await run(bench)
+    except BenchmarkError as e:
+        report(f"benchmark aborted: {e}", sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        await bench.children.killAll()
+    if opts.json:
+        writeJSON(opts.json, output)
 
 
 if __name__ == "__main__":
     options = parseArguments(sys.argv[1:])  # before the reactor: --help exits
-    logWarnings()  # the servers' warnings and errors
+    logWarnings()
     react(main, (options,))
