@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, cast
 
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import Deferred
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import (
@@ -32,10 +33,26 @@ from webwire.logonce import FAILURE_LIMIT, RepeatedEvents, eventsOf
 from webwire.router import Router
 
 
+def _clientSide(event: LogEvent) -> bool:
+    """Whether C{event} is about the test's own client, not the server."""
+    client = (WebSocketClientFactory, WebSocketClientProtocol)
+    return isinstance(event.get("factory"), client) or isinstance(
+        event.get("log_source"), client
+    )
+
+
 def capture(testCase: SynchronousTestCase) -> list[LogEvent]:
-    """Every log event from now on (of any level)."""
+    """
+    Every log event from now on (of any level), but those of the test's own
+    client (its factory stopping, say), which the server does not log.
+    """
     events: list[LogEvent] = []
-    observer = cast(ILogObserver, events.append)
+
+    def observe(event: LogEvent) -> None:
+        if not _clientSide(event):
+            events.append(event)
+
+    observer = cast(ILogObserver, observe)
     globalLogPublisher.addObserver(observer)
     testCase.addCleanup(globalLogPublisher.removeObserver, observer)
     return events
