@@ -341,7 +341,8 @@ class RedisClusterTests(TestCase):
         self.addCleanup(cluster.stopService)
         if manager is None:
             manager = RedisSessionManager(self.redis.url, prefix="test:session:")
-            self.addCleanup(manager.disconnect)
+            manager.startService()
+            self.addCleanup(manager.stopService)
         return LoopbackServer(
             self,
             ConformanceApplication(),
@@ -643,7 +644,8 @@ class RedisPasswordTests(TestCase):
         cluster.startService()
         self.addCleanup(cluster.stopService)
         manager = RedisSessionManager(url, prefix="test:session:", timeout=2.0)
-        self.addCleanup(manager.disconnect)
+        manager.startService()
+        self.addCleanup(manager.stopService)
         return LoopbackServer(
             self, ConformanceApplication(), sessionManager=manager, cluster=cluster
         )

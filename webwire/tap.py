@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred
+from twisted.application.service import IService
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
@@ -404,22 +402,4 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         site=makeSite(root),
         moreFactories=more,
     )
-    if config["backend"] is not None:
-        _Closing(config["application"].close).setServiceParent(service)
-    for served in service.factories:
-        disconnect = getattr(served.sessionManager, "disconnect", None)
-        if disconnect is not None:
-            # Redis connections close after the server's drain.
-            _Closing(disconnect).setServiceParent(service)
     return service
-
-
-class _Closing(Service):
-    """Calls C{close} when stopped: after the server's drain."""
-
-    def __init__(self, close: Callable[[], Deferred[None]]) -> None:
-        self._close = close
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        return self._close()

@@ -71,6 +71,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.cluster import _envelope
 from webwire.cluster.local import LocalCluster
 from webwire.errors import SessionsDisabled
@@ -279,7 +280,7 @@ class RedisCluster(LocalCluster, Service):
         prefix: str = "webwire:cluster:",
         heartbeat: float = DEFAULT_HEARTBEAT,
         timeout: float = DEFAULT_TIMEOUT,
-        reactor: Any = None,
+        reactor: IWebWireReactor | None = None,
         nodeId: str | None = None,
     ) -> None:
         LocalCluster.__init__(self)
@@ -289,11 +290,7 @@ class RedisCluster(LocalCluster, Service):
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         self._host, self._port, _, self._password = parseURL(url)
         self._url = url
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
-        self._reactor = reactor
+        self._reactor = defaultReactor(reactor)
         self.prefix = prefix
         self.heartbeat = heartbeat
         self.timeout = timeout
@@ -319,7 +316,7 @@ class RedisCluster(LocalCluster, Service):
         """Register the process, subscribe, and start the heartbeat."""
         Service.startService(self)
         # One connection: each process's commands reach Redis in order.
-        self._pool = connectionPool(self._url, 1, self.timeout)
+        self._pool = connectionPool(self._url, 1, self.timeout, self._reactor)
         endpoint = TCP4ClientEndpoint(
             self._reactor, self._host, self._port, timeout=self.timeout
         )
