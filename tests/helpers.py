@@ -25,6 +25,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from webwire._reactor import IWebWireReactor
 from webwire.client import ClientOptions, WebWireClient
 from webwire.errors import RequestError
 from webwire.interfaces import (
@@ -357,3 +358,11 @@ async def listeningPort(service: MultiService) -> IListeningPort:
 def portNumber(port: IListeningPort) -> int:
     """The number of the TCP C{port}."""
     return cast(IPv4Address, port.getHost()).port
+
+
+def asReactor(reactor: object) -> IWebWireReactor:
+    """
+    C{reactor} (a L{MemoryReactorClock}, say) as the reactor type WebWire's
+    parts take: it provides the parts of it a test exercises.
+    """
+    return cast(IWebWireReactor, reactor)

@@ -21,7 +21,9 @@ from twisted.web.server import Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from tests.helpers import asReactor
 from tests.test_server import ControlledApplication, Pair, ident, reply, request
+from webwire._reactor import IWebWireReactor
 from webwire.application import Application
 from webwire.cluster import LocalCluster
 from webwire.cluster.redis import RedisCluster
@@ -56,6 +58,10 @@ def makeNothing() -> object:
 
 
 notAnApplication = object()
+
+
+def memoryReactor() -> IWebWireReactor:
+    return asReactor(MemoryReactorClock())
 
 
 def parse(*arguments: str) -> Options:
@@ -217,7 +223,7 @@ class MakeServiceTests(SynchronousTestCase):
             "--app",
             "tests.test_tap.providedApplication",
         )
-        service = makeService(config, reactor=reactor)
+        service = makeService(config, reactor=asReactor(reactor))
         assert isinstance(service, WebWireService)
         self.assertEqual(reactor.tcpServers, [])
         service.startService()
@@ -238,14 +244,16 @@ class MakeServiceTests(SynchronousTestCase):
         Without C{--listen}, the service listens on TCP port 8080.
         """
         reactor = MemoryReactor()
-        service = makeService(parse(), reactor=reactor)
+        service = makeService(parse(), reactor=asReactor(reactor))
         service.startService()
         self.assertEqual([entry[0] for entry in reactor.tcpServers], [8080])
 
     def test_unixEndpoint(self) -> None:
         """A UNIX socket endpoint listens with the same site."""
         reactor = MemoryReactor()
-        service = makeService(parse("--listen", "unix:/tmp/ww.sock"), reactor=reactor)
+        service = makeService(
+            parse("--listen", "unix:/tmp/ww.sock"), reactor=asReactor(reactor)
+        )
         assert isinstance(service, WebWireService)
         service.startService()
         [(address, site, *_)] = reactor.unixServers
@@ -259,7 +267,7 @@ class MakeServiceTests(SynchronousTestCase):
         stops listening at once.
         """
         reactor = ListeningReactor()
-        service = makeService(parse("--listen", "tcp:8081"), reactor=reactor)
+        service = makeService(parse("--listen", "tcp:8081"), reactor=asReactor(reactor))
         assert isinstance(service, WebWireService)
         service.startService()
         self.successResultOf(service.stopService())
@@ -287,7 +295,7 @@ class MakeServiceTests(SynchronousTestCase):
         app = config["application"]
         assert isinstance(app, ControlledApplication)
         app.deferRequests()
-        service = makeService(config, reactor=reactor)
+        service = makeService(config, reactor=asReactor(reactor))
         assert isinstance(service, WebWireService)
         service.startService()
         pair = Pair(service.factory, reactor)
@@ -412,17 +420,17 @@ class ServerOptionTests(SynchronousTestCase):
         config.parseOptions(
             ["--session-directory", directory, "--session-max-idle", "600"]
         )
-        manager = makeService(config, MemoryReactorClock()).factory.sessionManager  # type: ignore[attr-defined]
+        manager = makeService(config, memoryReactor()).factory.sessionManager  # type: ignore[attr-defined]
         assert isinstance(manager, FileSessionManager)
         self.assertEqual(manager.directory.path, os.path.abspath(directory))
         self.assertEqual(manager.maxIdle, 600)
         config = Options()
         config.parseOptions(["--sessions", "memory"])
-        manager = makeService(config, MemoryReactorClock()).factory.sessionManager  # type: ignore[attr-defined]
+        manager = makeService(config, memoryReactor()).factory.sessionManager  # type: ignore[attr-defined]
         self.assertIsInstance(manager, MemorySessionManager)
         config = Options()
         config.parseOptions(["--sessions", "off"])
-        factory = makeService(config, MemoryReactorClock()).factory  # type: ignore[attr-defined]
+        factory = makeService(config, memoryReactor()).factory  # type: ignore[attr-defined]
         self.assertIsNone(factory.sessionManager)
         self.assertFalse(factory.options.sessions)
 
@@ -459,7 +467,7 @@ class BackendOptionTests(SynchronousTestCase):
             return succeed(None)
 
         gateway.close = close
-        service = makeService(config, MemoryReactorClock())
+        service = makeService(config, memoryReactor())
         service.startService()
         self.successResultOf(service.stopService())
         self.assertEqual(closed, [True])
@@ -513,7 +521,7 @@ class RedisOptionTests(SynchronousTestCase):
                 "--session-max-idle=60",
             ]
         )
-        service = makeService(config, MemoryReactorClock())
+        service = makeService(config, memoryReactor())
         self.assertIsInstance(service.factory.sessionManager, _RecordedRedisManager)  # type: ignore[attr-defined]
         self.assertEqual(
             _RecordedRedisManager.made,
@@ -546,7 +554,7 @@ class ClusterOptionTests(SynchronousTestCase):
             "--redis-url=redis://127.0.0.1:6390/2",
             "--cluster-heartbeat=0.5",
         )
-        service = makeService(config, MemoryReactorClock())
+        service = makeService(config, memoryReactor())
         assert isinstance(service, WebWireService)
         clusters = [f.cluster for f in service.factories]
         self.assertEqual(
@@ -563,7 +571,7 @@ class ClusterOptionTests(SynchronousTestCase):
 
     def test_noCluster(self) -> None:
         """Without --cluster, each server has its own local cluster."""
-        service = makeService(parse(), MemoryReactorClock())
+        service = makeService(parse(), memoryReactor())
         assert isinstance(service, WebWireService)
         for factory in service.factories:
             self.assertIs(type(factory.cluster), LocalCluster)

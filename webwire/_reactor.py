@@ -15,22 +15,36 @@ from typing import cast
 
 from twisted.internet.interfaces import (
     IReactorCore,
+    IReactorFDSet,
     IReactorPluggableNameResolver,
+    IReactorProcess,
+    IReactorSocket,
     IReactorTCP,
     IReactorTime,
+    IReactorUNIX,
 )
 
 __all__ = ["IWebWireReactor", "defaultReactor"]
 
 
 class IWebWireReactor(
-    IReactorCore, IReactorTime, IReactorTCP, IReactorPluggableNameResolver
+    IReactorCore,
+    IReactorTime,
+    IReactorTCP,
+    IReactorUNIX,
+    IReactorPluggableNameResolver,
+    IReactorSocket,
+    IReactorProcess,
+    IReactorFDSet,
 ):
     """
-    What WebWire needs of a reactor: to run, tell time and schedule, and
-    make and accept TCP connections to names it resolves (every reactor
-    Twisted installs provides it; a test gives a
-    L{twisted.internet.testing.MemoryReactorClock}).
+    What WebWire needs of a reactor: to run, tell time and schedule, make
+    and accept TCP and UNIX connections to names it resolves, and, for
+    C{--workers}, adopt sockets, spawn processes and watch descriptors.
+    Every reactor Twisted installs on a POSIX system provides it all; a part
+    that needs less says so in its parameter's type (L{IReactorTime} for a
+    clock). Tests hand in a L{twisted.internet.testing.MemoryReactorClock},
+    cast to this type.
     """
 
 

@@ -36,6 +36,7 @@ from zope.interface import implementer
 
 from webwire import wire
 from webwire._clientprotocol import ClientProtocol, ClientProtocolFactory
+from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.errors import (
     ConnectionFailed,
     Disconnected,
@@ -172,7 +173,7 @@ class WebWireClient:
         hooks: IWebWireClientHooks | None = None,
         options: ClientOptions | None = None,
         *,
-        reactor: Any = None,
+        reactor: IWebWireReactor | None = None,
         clock: IReactorTime | None = None,
         endpoint: IStreamClientEndpoint | None = None,
     ) -> None:
@@ -192,10 +193,7 @@ class WebWireClient:
         """
         if not _URL.match(url):
             raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = defaultReactor(reactor)
         self.url = url
         self.hooks: IWebWireClientHooks = hooks if hooks is not None else ClientHooks()
         self.options = options if options is not None else ClientOptions()

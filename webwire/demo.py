@@ -58,6 +58,7 @@ from twisted.python.failure import Failure
 from twisted.web.static import File
 
 from webwire import wire
+from webwire._reactor import defaultReactor
 from webwire.application import Application
 from webwire.errors import (
     Disconnected,
@@ -145,11 +146,7 @@ class ChatApplication(Application):
         :param reactor: The clock messages are timestamped with; the global
             reactor if omitted.
         """
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
-        self._clock: IReactorTime = reactor
+        self._clock: IReactorTime = reactor if reactor is not None else defaultReactor()
         self.connections: set[IConnection] = set()
         self._announced: list[str] = []
 

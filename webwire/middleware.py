@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._reactor import defaultReactor
 from webwire.errors import RequestError
 from webwire.interfaces import (
     IConnection,
@@ -71,9 +72,7 @@ _IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _defaultClock() -> IReactorTime:
-    from twisted.internet import reactor
-
-    return reactor
+    return defaultReactor()
 
 
 def _layer(middleware: Middleware, inner: Next) -> Next:

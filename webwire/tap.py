@@ -13,6 +13,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
+from webwire._reactor import IWebWireReactor
 from webwire.interfaces import ICluster, ISessionManager, IWebWireServer
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
@@ -306,7 +307,9 @@ class Options(usage.Options):
 
 
 def _sessionManager(
-    config: Options, reactor: Any, subdirectory: str | None = None
+    config: Options,
+    reactor: IWebWireReactor | None,
+    subdirectory: str | None = None,
 ) -> ISessionManager | None:
     maxIdle = config["session-max-idle"]
     if config["sessions"] == "file":
@@ -328,7 +331,9 @@ def _sessionManager(
 
 
 def _cluster(
-    config: Options, reactor: Any, application: str | None = None
+    config: Options,
+    reactor: IWebWireReactor | None,
+    application: str | None = None,
 ) -> ICluster | None:
     if not config["cluster"]:
         return None
@@ -343,7 +348,7 @@ def _cluster(
     )
 
 
-def makeService(config: Options, reactor: Any = None) -> IService:
+def makeService(config: Options, reactor: IWebWireReactor | None = None) -> IService:
     """
     Make the service C{twistd webwire} runs: a web site on every endpoint
     that hands WebSocket upgrades on any path to the application and serves
