@@ -29,7 +29,7 @@ from webwire._reactor import IWebWireReactor
 from webwire.client import ClientOptions, WebWireClient
 from webwire.errors import RequestError
 from webwire.interfaces import (
-    ICluster,
+    IServerCluster,
     ISessionKeyGenerator,
     ISessionManager,
     IWebWireClientHooks,
@@ -183,7 +183,7 @@ class LoopbackServer:
         sessionManager: ISessionManager | None = None,
         keyGenerator: ISessionKeyGenerator | None = None,
         port: int = 0,
-        cluster: ICluster | None = None,
+        cluster: IServerCluster | None = None,
     ) -> None:
         """
         Sessions are kept in memory unless C{sessionManager} says otherwise

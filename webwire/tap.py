@@ -14,7 +14,7 @@ from twisted.python import usage
 from twisted.python.reflect import namedAny
 
 from webwire._reactor import IWebWireReactor
-from webwire.interfaces import ICluster, ISessionManager, IWebWireServer
+from webwire.interfaces import IServerCluster, ISessionManager, IWebWireServer
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
@@ -334,7 +334,7 @@ def _cluster(
     config: Options,
     reactor: IWebWireReactor | None,
     application: str | None = None,
-) -> ICluster | None:
+) -> IServerCluster | None:
     if not config["cluster"]:
         return None
     from webwire.cluster.redis import RedisCluster

@@ -42,8 +42,8 @@ from webwire.errors import (
     SessionNotFound,
 )
 from webwire.interfaces import (
-    ICluster,
     IConnection,
+    IServerCluster,
     ISessionKeyGenerator,
     ISessionManager,
 )
@@ -93,7 +93,7 @@ class SessionRegistry:
     :ivar keyGenerator: The L{ISessionKeyGenerator} that makes keys.
     :ivar maxConnections: Connections one session may have at once; 0 for
         no limit (only restores are limited, as in the original server).
-    :ivar cluster: The L{ICluster} that counts each session's connections.
+    :ivar cluster: The L{IServerCluster} that counts each session's connections.
     """
 
     def __init__(
@@ -102,7 +102,7 @@ class SessionRegistry:
         keyGenerator: ISessionKeyGenerator,
         maxConnections: int,
         clock: IReactorTime,
-        cluster: ICluster,
+        cluster: IServerCluster,
     ) -> None:
         self.manager = manager
         self.keyGenerator = keyGenerator
