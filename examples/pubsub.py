@@ -80,6 +80,7 @@ from webwire import (
     Signal,
     WebWireServerFactory,
     WebWireService,
+    wire,
 )
 from webwire.client import ClientHooks, ClientOptions, WebWireClient
 from webwire.errors import RequestTimeout
@@ -98,7 +99,7 @@ def _topic(value: object) -> str:
     if (
         not isinstance(value, str)
         or not 1 <= len(value) <= MAX_TOPIC_LENGTH
-        or not all(" " <= c <= "~" for c in value)
+        or not wire.isPrintableASCII(value)
     ):
         raise RequestError(
             "BAD_REQUEST",

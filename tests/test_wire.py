@@ -1199,6 +1199,29 @@ class PayloadTests(SynchronousTestCase):
             self.assertEqual(wire.Payload(data, encoding), payload)
             self.assertEqual(text, payload.text())
 
+    def test_of(self) -> None:
+        """
+        L{wire.Payload.of} takes a signal's payload and encoding: text is
+        written in the encoding given, anything else keeps its bytes and
+        takes that encoding; without one, it is L{wire.Payload.coerce}d.
+        """
+        self.assertEqual(
+            wire.Payload.of("h\u00e9", UTF16), wire.Payload(b"h\x00\xe9\x00", UTF16)
+        )
+        self.assertEqual(wire.Payload.of(b"ab", UTF8), wire.Payload(b"ab", UTF8))
+        self.assertEqual(wire.Payload.of(None, UTF8), wire.Payload(b"", UTF8))
+        self.assertEqual(wire.Payload.of("x"), wire.Payload.coerce("x"))
+        self.assertRaises(TypeError, wire.Payload.of, 42, UTF8)
+
+    def test_isPrintableASCII(self) -> None:
+        """
+        Printable ASCII is 0x20 to 0x7E, no more, no less.
+        """
+        self.assertTrue(wire.isPrintableASCII(" ~" + "".join(map(chr, range(32, 127)))))
+        self.assertTrue(wire.isPrintableASCII(""))
+        for bad in ["\x1f", "\x7f", "\t", "\u00e9", "a\nb"]:
+            self.assertFalse(wire.isPrintableASCII(bad), repr(bad))
+
     @given(st.text(), st.sampled_from(wire.Encoding))
     def test_textRoundTrip(self, text: str, encoding: wire.Encoding) -> None:
         """

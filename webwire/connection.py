@@ -37,12 +37,7 @@ def encodeSignal(
     :raises webwire.errors.MessageTooLarge: If it exceeds
         C{messageBufferSize}.
     """
-    if encoding is not None and isinstance(payload, str):
-        body = wire.Payload.fromText(payload, encoding)
-    else:
-        body = wire.Payload.coerce(payload)
-        if encoding is not None:
-            body = wire.Payload(body.data, encoding)
+    body = wire.Payload.of(payload, encoding)
     return wire.encodeSignal(name, body.data, body.encoding, messageBufferSize)
 
 

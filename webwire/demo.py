@@ -51,7 +51,7 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -253,6 +253,8 @@ class ChatApplication(Application):
             return b""
         try:
             await connection.cluster.closeSession(session.key)
+        except CancelledError:
+            raise  # the request was cancelled: not a failure to report
         except Exception:
             # Logged where it failed; this process's connections are out.
             raise RequestError(

@@ -164,7 +164,7 @@ def wrap(application: IWebWireServer, *middleware: Middleware) -> IWebWireServer
 
 
 def _checkCode(code: str) -> str:
-    if not 1 <= len(code) <= 255 or not all(" " <= c <= "~" for c in code):
+    if not 1 <= len(code) <= 255 or not wire.isPrintableASCII(code):
         raise ValueError(f"invalid error code {code!r}: 1-255 printable ASCII")
     return code
 

@@ -61,6 +61,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._constants import HEARTBEAT as _HEARTBEAT
+from webwire._constants import TIMER_SLACK as _EPSILON
 from webwire.connection import Connection, HandshakeRequest
 from webwire.errors import (
     Disconnected,
@@ -92,9 +94,7 @@ CLOSE_UNSUPPORTED_DATA: Final = 1003
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_INTERNAL_ERROR: Final = 1011
 
-_HEARTBEAT: Final = wire.encodeHeartbeat()
 _SESSION_CLOSED: Final = wire.encodeSessionClosed()
-_EPSILON: Final = 0.001
 """Timers treat what is due within a millisecond as due (float sums drift)."""
 
 # Connection states. OPENING lasts until the WebSocket handshake completes;

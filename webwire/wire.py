@@ -68,6 +68,7 @@ __all__ = [
     "encodeSessionCreated",
     "encodeSignal",
     "encodeSpecialReply",
+    "isPrintableASCII",
     "parse",
 ]
 
@@ -239,6 +240,22 @@ class Payload:
             f"a payload must be bytes, str, Payload or None, not {type(value).__name__}"
         )
 
+    @classmethod
+    def of(cls, value: PayloadLike, encoding: Encoding | None = None) -> Payload:
+        """
+        The payload of a signal as L{webwire.interfaces.IConnection.signal}
+        takes it: text in C{encoding} if it is text and C{encoding} is
+        given, else L{coerce}d, with C{encoding} (if given) replacing the
+        encoding it would have.
+
+        :raises TypeError: For a value of another type.
+        :raises InvalidMessage: For text that cannot be encoded.
+        """
+        if encoding is not None and isinstance(value, str):
+            return cls.fromText(value, encoding)
+        body = cls.coerce(value)
+        return body if encoding is None else cls(body.data, encoding)
+
     def text(self, errors: str = "strict") -> str:
         """
         Decode the payload as text (see L{decodeText}).
@@ -247,6 +264,14 @@ class Payload:
 
 
 _EMPTY_PAYLOAD: Final = Payload()
+
+
+def isPrintableASCII(text: str) -> bool:
+    """
+    Whether C{text} is only printable ASCII (0x20-0x7E), as names, error
+    codes and session keys on the wire must be (their lengths aside).
+    """
+    return text.isascii() and text.isprintable()
 
 
 def _encodeText(text: str, codec: str) -> bytes:
@@ -734,7 +759,7 @@ def _asciiField(value: str, what: str, minimum: int) -> bytes:
     """
     if not isinstance(value, str):
         raise InvalidMessage(f"{what} must be str, not {type(value).__name__}")
-    if not (value.isascii() and value.isprintable()):
+    if not isPrintableASCII(value):
         raise InvalidMessage(
             f"{what} {value!r} has characters outside printable ASCII (0x20-0x7E)"
         )

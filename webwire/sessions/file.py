@@ -64,7 +64,12 @@ from webwire._reactor import defaultReactor
 from webwire.interfaces import IConnection, ISessionManager
 from webwire.sessions._expiry import ExpiringManager
 from webwire.sessions.keys import isSafeKey, shortKey
-from webwire.sessions.session import SessionLookupResult, formatTime, parseTime
+from webwire.sessions.session import (
+    SessionLookupResult,
+    documentFields,
+    formatTime,
+    parseTime,
+)
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -157,15 +162,10 @@ def _decode(data: bytes, name: str) -> _StoredSession:
         document = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as e:
         raise CorruptSessionError(f"{name}: invalid JSON ({e})") from None
-    if not isinstance(document, dict):
-        raise CorruptSessionError(f"{name}: not a JSON object")
-    creation, lastLookup = document.get("c"), document.get("l")
-    info = document.get("i")
-    if not isinstance(creation, str) or not isinstance(lastLookup, str):
-        raise CorruptSessionError(f'{name}: "c" and "l" must be time strings')
-    if info is not None and not isinstance(info, dict):
-        raise CorruptSessionError(f'{name}: "i" must be an object or null')
-    return creation, lastLookup, info
+    try:
+        return documentFields(document)
+    except ValueError as e:
+        raise CorruptSessionError(f"{name}: {e}") from None
 
 
 def _parseStoredTime(text: str, name: str) -> datetime:

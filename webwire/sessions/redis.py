@@ -32,7 +32,12 @@ from zope.interface import implementer
 from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.interfaces import IConnection, ISessionManager
 from webwire.sessions.keys import KEY_ALPHABET, isSafeKey, shortKey
-from webwire.sessions.session import SessionLookupResult, formatTime, parseTime
+from webwire.sessions.session import (
+    SessionLookupResult,
+    documentFields,
+    formatTime,
+    parseTime,
+)
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -420,11 +425,12 @@ def _parseStored(stored: Any, name: str) -> SessionLookupResult:
     """
     try:
         creationText, lastLookupText, infoText = stored
-        if not isinstance(creationText, str) or not isinstance(lastLookupText, str):
-            raise ValueError('"c" and "l" must be time strings')
-        info = json.loads(infoText) if infoText is not None else None
-        if info is not None and not isinstance(info, dict):
-            raise ValueError('"i" must be a JSON object or null')
+        document = {
+            "c": creationText,
+            "l": lastLookupText,
+            "i": json.loads(infoText) if infoText is not None else None,
+        }
+        creationText, lastLookupText, info = documentFields(document)
         return SessionLookupResult(
             parseTime(creationText), parseTime(lastLookupText), info or {}
         )
