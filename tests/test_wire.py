@@ -567,11 +567,67 @@ class VectorTests(SynchronousTestCase):
 
     def test_wireModuleIsPure(self) -> None:
         """
-        C{webwire/wire.py} imports nothing from Twisted, Autobahn or zope.
+        Every module of the codec (the C{webwire.wire} package) imports
+        nothing from Twisted, Autobahn or zope, and nothing of WebWire's
+        but the codec's own modules (which would bring those in).
         """
-        path = FilePath(wire.__file__)
-        self.assertEqual("wire.py", path.basename())
-        self.assertEqual([], forbiddenImports(path.getContent()))
+        package = FilePath(wire.__file__).parent()
+        self.assertEqual("wire", package.basename())
+        modules = sorted(package.globChildren("*.py"))
+        self.assertEqual(
+            ["__init__.py", "_base.py", "_encode.py", "_messages.py", "_parse.py"],
+            [module.basename() for module in modules],
+        )
+        for module in modules:
+            source = module.getContent()
+            self.assertEqual([], forbiddenImports(source), module.basename())
+            self.assertEqual([], webwireImports(source), module.basename())
+
+    def test_webwireImportsDetected(self) -> None:
+        """
+        L{webwireImports} finds imports of WebWire modules outside the codec
+        in both forms, and relative ones, and nothing else.
+        """
+        source = (
+            "import webwire.errors\n"
+            "from webwire import wire\n"
+            "from webwire.wire._base import Encoding\n"
+            "from webwire.wire import _parse\n"
+            "from webwire.sessions import session\n"
+            "from . import _base\n"
+            "from .. import errors\n"
+            "import webwireish\n"
+        )
+        self.assertEqual(
+            ["..", "webwire", "webwire.errors", "webwire.sessions"],
+            sorted(webwireImports(source)),
+        )
+
+
+def webwireImports(source: bytes | str) -> list[str]:
+    """
+    The WebWire modules outside C{webwire.wire} that Python C{source}
+    imports (C{from webwire import x} counts as C{webwire}; a relative
+    import that leaves the package, as its dots).
+    """
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level > 1:
+                found.append("." * node.level)
+                continue
+            if node.level == 1 or not node.module:
+                continue
+            modules = [node.module]
+        else:
+            continue
+        for module in modules:
+            inCodec = module == "webwire.wire" or module.startswith("webwire.wire.")
+            if module.split(".")[0] == "webwire" and not inCodec:
+                found.append(module)
+    return found
 
 
 def tooLong(n: int) -> str:
