@@ -5,13 +5,16 @@ of L{webwire.errors}, never encoded replies.
 
 from __future__ import annotations
 
+import ast
 from typing import Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
+import webwire.sessions
 from webwire.cluster import LocalCluster
 from webwire.errors import InternalError, MaxSessionConnections, SessionNotFound
 from webwire.interfaces import IConnection
@@ -130,3 +133,28 @@ class RegistryOutcomeTests(TestCase):
         self.assertIn("restoring session {key} was cancelled", logged)
         self.assertNotIn("counting the connections of session {key} failed", logged)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class LayeringTests(TestCase):
+    def test_sessionsKnowNoWireFormat(self) -> None:
+        """
+        No module of C{webwire.sessions} imports the codec: sessions are
+        values and outcomes, and the protocol encodes them.
+        """
+        package = FilePath(webwire.sessions.__file__).parent()
+        modules = package.globChildren("*.py")
+        self.assertIn("registry.py", [m.basename() for m in modules])
+        for module in modules:
+            imported: list[str] = []
+            for node in ast.walk(ast.parse(module.getContent())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    imported.append(node.module)
+                    imported.extend(f"{node.module}.{a.name}" for a in node.names)
+                elif isinstance(node, ast.Import):
+                    imported.extend(a.name for a in node.names)
+            wireImports = [
+                name
+                for name in imported
+                if name == "webwire.wire" or name.startswith("webwire.wire.")
+            ]
+            self.assertEqual(wireImports, [], module.basename())

@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 import txaio
-from twisted.application.service import IService, IServiceMaker
+from twisted.application.service import IService, IServiceMaker, Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort
@@ -310,6 +310,41 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(pair.client.closeCode, 1001)
         self.successResultOf(stopped)
         self.assertEqual([port.listening for port in reactor.ports], [False, False])
+
+    def test_helpers(self) -> None:
+        """
+        The C{helpers} of a L{WebWireService} are started before it listens
+        and stopped only after the drain: while a handler still runs, they
+        run.
+        """
+        reactor = ListeningReactor()
+        self.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
+        app = ControlledApplication()
+        app.deferRequests()
+        factory = WebWireServerFactory(app, reactor=reactor)
+        portsAtStart: list[int] = []
+
+        class Helper(Service):
+            def startService(self) -> None:
+                portsAtStart.append(len(reactor.ports))
+                super().startService()
+
+        helper = Helper()
+        service = WebWireService(
+            factory, ["tcp:8081"], asReactor(reactor), helpers=[helper]
+        )
+        service.startService()
+        self.assertEqual((portsAtStart, helper.running), ([0], True))
+        pair = Pair(factory, reactor)
+        pair.send(request(1))
+        stopped = service.stopService()
+        pair.flush()
+        self.assertNoResult(stopped)
+        self.assertTrue(helper.running)
+        app.pending[ident(1)].callback(b"done")
+        pair.flush()
+        self.successResultOf(stopped)
+        self.assertFalse(helper.running)
 
     def test_noEndpoints(self) -> None:
         """A L{WebWireService} needs at least one endpoint."""
