@@ -60,6 +60,7 @@ async def serve(reactor: Any, opts: argparse.Namespace) -> None:
     sock.close()  # the port has its own copy of the descriptor
     control = Control()
     StandardIO(control, reactor=reactor)
+    sessionManager.startService()
     cluster.startService()
     await within(reactor, cluster.whenSubscribed(), START_TIMEOUT, "subscription")
     control.say(f"ready pid {os.getpid()} node {cluster.nodeId}")
@@ -68,6 +69,6 @@ async def serve(reactor: Any, opts: argparse.Namespace) -> None:
         pass  # runs until the benchmark closes standard input
     await port.stopListening()
     await cluster.stopService()  # unregisters this node from Redis
-    await sessionManager.disconnect()
+    await sessionManager.stopService()
     control.say("served " + ",".join(map(str, factory.peerPorts)))
     await control.close()

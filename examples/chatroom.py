@@ -36,7 +36,7 @@ from twisted.web.static import File
 
 from webwire import WebWireServerFactory, WebWireService
 from webwire.demo import ChatApplication
-from webwire.interfaces import ICluster, ISessionManager
+from webwire.interfaces import IServerCluster, ISessionManager
 from webwire.sessions import MemorySessionManager
 from webwire.web import STATIC, WebWireRoot, makeSite
 
@@ -48,7 +48,7 @@ def makeService(
     sessionManager: ISessionManager | None = None,
     static: FilePath[str] = STATIC,
     reactor: Any = None,
-    cluster: ICluster | None = None,
+    cluster: IServerCluster | None = None,
 ) -> WebWireService:
     """
     The chat room as a service: the page at C{/}, C{/chat.js}, and the chat

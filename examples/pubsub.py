@@ -80,10 +80,11 @@ from webwire import (
     Signal,
     WebWireServerFactory,
     WebWireService,
+    wire,
 )
 from webwire.client import ClientHooks, ClientOptions, WebWireClient
 from webwire.errors import RequestTimeout
-from webwire.interfaces import ICluster
+from webwire.interfaces import ICluster, IServerCluster
 
 USAGE = """usage: python -m examples.pubsub [--listen ENDPOINT] [--redis-url URL]
        python -m examples.pubsub subscribe TOPIC [URL]
@@ -98,7 +99,7 @@ def _topic(value: object) -> str:
     if (
         not isinstance(value, str)
         or not 1 <= len(value) <= MAX_TOPIC_LENGTH
-        or not all(" " <= c <= "~" for c in value)
+        or not wire.isPrintableASCII(value)
     ):
         raise RequestError(
             "BAD_REQUEST",
@@ -192,7 +193,7 @@ class PubSub(Application):
         return sent.addErrback(undelivered)
 
 
-def makeCluster(redisURL: str, reactor: Any = None) -> ICluster:
+def makeCluster(redisURL: str, reactor: Any = None) -> IServerCluster:
     """
     A cluster of the pub/sub servers that share the Redis at C{redisURL}
     (their keys and channel start with L{CLUSTER_PREFIX}); a service,
@@ -207,7 +208,7 @@ def makeCluster(redisURL: str, reactor: Any = None) -> ICluster:
 
 
 def makeService(
-    listen: str = "tcp:8080", cluster: ICluster | None = None
+    listen: str = "tcp:8080", cluster: IServerCluster | None = None
 ) -> WebWireService:
     """
     The pub/sub server as a service listening on C{listen}, alone or, with
@@ -269,7 +270,7 @@ async def _reportErrors(work: Coroutine[Any, Any, None]) -> None:
 
 
 async def serve(
-    reactor: Any, listen: str = "tcp:8080", cluster: ICluster | None = None
+    reactor: Any, listen: str = "tcp:8080", cluster: IServerCluster | None = None
 ) -> None:
     """Serve on C{listen}, in C{cluster} if given, until interrupted."""
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])

@@ -25,10 +25,11 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from webwire._reactor import IWebWireReactor
 from webwire.client import ClientOptions, WebWireClient
 from webwire.errors import RequestError
 from webwire.interfaces import (
-    ICluster,
+    IServerCluster,
     ISessionKeyGenerator,
     ISessionManager,
     IWebWireClientHooks,
@@ -183,7 +184,7 @@ class LoopbackServer:
         sessionManager: ISessionManager | None = None,
         keyGenerator: ISessionKeyGenerator | None = None,
         port: int = 0,
-        cluster: ICluster | None = None,
+        cluster: IServerCluster | None = None,
         observer: IServerObserver | None = None,
     ) -> None:
         """
@@ -360,3 +361,11 @@ async def listeningPort(service: MultiService) -> IListeningPort:
 def portNumber(port: IListeningPort) -> int:
     """The number of the TCP C{port}."""
     return cast(IPv4Address, port.getHost()).port
+
+
+def asReactor(reactor: object) -> IWebWireReactor:
+    """
+    C{reactor} (a L{MemoryReactorClock}, say) as the reactor type WebWire's
+    parts take: it provides the parts of it a test exercises.
+    """
+    return cast(IWebWireReactor, reactor)

@@ -6,7 +6,7 @@ on one server (L{LocalCluster}) and across servers sharing a real Redis
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, TimeoutError, fail, succeed
@@ -32,7 +32,7 @@ from webwire.cluster._envelope import Envelope, pack, unpack
 from webwire.cluster.redis import RedisCluster
 from webwire.conformance import ConformanceApplication
 from webwire.errors import Disconnected, MessageTooLarge
-from webwire.interfaces import ICluster, IConnection
+from webwire.interfaces import ICluster, IConnection, IServerCluster
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
@@ -106,63 +106,48 @@ class EnvelopeTests(TestCase):
         self.assertRaises(ValueError, pack, b"S", "n", "t" * 0x10000, b"")
 
 
-class LocalClusterTests(TestCase):
+if TYPE_CHECKING:
+    _ContractBase = TestCase
+else:
+    _ContractBase = object
+
+
+class ClusterContract(_ContractBase):
     """
-    The default cluster: this server's connections, over loopback.
+    What every L{IServerCluster} does for the connections of its own
+    server, over loopback: signals to a session, a topic or all, topics,
+    session closes and counting. Mix into a (trial) L{TestCase} that
+    implements L{makeCluster}; the server is made in C{setUp}, with a
+    L{MemorySessionManager}.
     """
 
     timeout = 30
 
-    def setUp(self) -> None:
+    async def makeCluster(self) -> IServerCluster:
+        """A new cluster, ready to serve (started if it is a service)."""
+        raise NotImplementedError()
+
+    async def setUp(self) -> None:  # type: ignore[override]
         self.manager = MemorySessionManager()
+        cluster = await self.makeCluster()
         self.server = LoopbackServer(
-            self, ConformanceApplication(), sessionManager=self.manager
+            self, ConformanceApplication(), sessionManager=self.manager, cluster=cluster
         )
         self.cluster = self.server.factory.cluster
 
-    def test_default(self) -> None:
-        """Every server has a L{LocalCluster}, which its connections see."""
-        self.assertIsInstance(self.cluster, LocalCluster)
+    def test_provides(self) -> None:
+        """
+        The cluster provides both faces: the application's L{ICluster} and
+        the server's L{IServerCluster}; it serves the server it was given to.
+        """
         self.assertTrue(verifyObject(ICluster, self.cluster))
-        self.assertTrue(verifyObject(ICluster, RedisCluster()))
+        self.assertTrue(verifyObject(IServerCluster, self.cluster))
         self.assertIs(self.cluster.server, self.server.factory)  # type: ignore[attr-defined]
 
     async def test_connectionSeesCluster(self) -> None:
         """A handler reaches the cluster through its connection."""
         await self.server.connectAccepted()
         self.assertIs(connectionOf(self.server, 0).cluster, self.cluster)
-
-    def test_oneServerOnly(self) -> None:
-        """A cluster serves one server; a second is refused."""
-        self.assertRaises(
-            RuntimeError,
-            WebWireServerFactory,
-            ConformanceApplication(),
-            cluster=self.cluster,
-        )
-
-    def test_attachedOnlyOnceMade(self) -> None:
-        """
-        A cluster given to a server that could not be made is free to serve
-        another.
-        """
-        cluster = LocalCluster()
-        self.assertRaises(
-            ValueError,
-            WebWireServerFactory,
-            ConformanceApplication(),
-            ServerOptions(sessions=False),
-            sessionManager=MemorySessionManager(),
-            cluster=cluster,
-        )
-        factory = WebWireServerFactory(ConformanceApplication(), cluster=cluster)
-        self.assertIs(cluster.server, factory)
-
-    def test_notACluster(self) -> None:
-        """Something that is no L{ICluster} is refused."""
-        self.assertRaises(
-            TypeError, WebWireServerFactory, ConformanceApplication(), cluster=object()
-        )
 
     async def test_broadcast(self) -> None:
         """A broadcast reaches every open connection, once."""
@@ -300,18 +285,85 @@ class LocalClusterTests(TestCase):
         self.assertEqual(closed, [session.key, idle.key])
         self.assertIsNone(self.manager.onSessionLookup(idle.key))
 
-    def test_counting(self) -> None:
+    async def test_counting(self) -> None:
         """Connections are counted per key, up to a maximum."""
+        cluster = self.cluster
+        self.assertTrue(await cluster.reserve("k", 2))
+        await cluster.add("k")
+        self.assertFalse(await cluster.reserve("k", 2))
+        self.assertTrue(await cluster.reserve("other", 2))
+        self.assertEqual(await cluster.release("k"), 1)
+        self.assertTrue(await cluster.reserve("k", 0))
+        self.assertEqual(await cluster.release("k"), 1)
+        self.assertEqual(await cluster.release("k"), 0)
+        self.assertEqual(await cluster.release("k"), 0)
+        self.assertEqual(await cluster.release("other"), 0)
+
+
+class LocalClusterTests(ClusterContract, TestCase):
+    """
+    The default cluster: this server's connections, over loopback.
+    """
+
+    async def makeCluster(self) -> IServerCluster:
+        return LocalCluster()
+
+    def test_default(self) -> None:
+        """Every server has a L{LocalCluster} by default."""
+        factory = WebWireServerFactory(ConformanceApplication())
+        self.assertIsInstance(factory.cluster, LocalCluster)
+        self.assertIs(factory.cluster.server, factory)  # type: ignore[attr-defined]
+        self.assertTrue(verifyObject(IServerCluster, RedisCluster()))
+
+    def test_oneServerOnly(self) -> None:
+        """A cluster serves one server; a second is refused."""
+        self.assertRaises(
+            RuntimeError,
+            WebWireServerFactory,
+            ConformanceApplication(),
+            cluster=self.cluster,
+        )
+
+    def test_attachedOnlyOnceMade(self) -> None:
+        """
+        A cluster given to a server that could not be made is free to serve
+        another.
+        """
         cluster = LocalCluster()
-        self.assertTrue(self.successResultOf(cluster.reserve("k", 2)))
-        self.successResultOf(cluster.add("k"))
-        self.assertFalse(self.successResultOf(cluster.reserve("k", 2)))
-        self.assertTrue(self.successResultOf(cluster.reserve("other", 2)))
-        self.assertEqual(self.successResultOf(cluster.release("k")), 1)
-        self.assertTrue(self.successResultOf(cluster.reserve("k", 0)))
-        self.assertEqual(self.successResultOf(cluster.release("k")), 1)
-        self.assertEqual(self.successResultOf(cluster.release("k")), 0)
-        self.assertEqual(self.successResultOf(cluster.release("k")), 0)
+        self.assertRaises(
+            ValueError,
+            WebWireServerFactory,
+            ConformanceApplication(),
+            ServerOptions(sessions=False),
+            sessionManager=MemorySessionManager(),
+            cluster=cluster,
+        )
+        factory = WebWireServerFactory(ConformanceApplication(), cluster=cluster)
+        self.assertIs(cluster.server, factory)
+
+    def test_notACluster(self) -> None:
+        """Something that is no L{ICluster} is refused."""
+        self.assertRaises(
+            TypeError, WebWireServerFactory, ConformanceApplication(), cluster=object()
+        )
+
+
+class RedisClusterContractTests(ClusterContract, TestCase):
+    """
+    L{RedisCluster} fulfils the contract for its own process's connections,
+    on a real redis-server (the other processes are for
+    L{RedisClusterTests}).
+    """
+
+    timeout = 60
+
+    async def makeCluster(self) -> IServerCluster:
+        redis = await startRedis(self)
+        cluster = RedisCluster(redis.url, prefix=PREFIX, timeout=2.0)
+        cluster.startService()
+        self.addCleanup(cluster.stopService)
+        await cluster.whenSubscribed()
+        return cluster
 
 
 class RedisClusterTests(TestCase):
@@ -341,7 +393,8 @@ class RedisClusterTests(TestCase):
         self.addCleanup(cluster.stopService)
         if manager is None:
             manager = RedisSessionManager(self.redis.url, prefix="test:session:")
-            self.addCleanup(manager.disconnect)
+            manager.startService()
+            self.addCleanup(manager.stopService)
         return LoopbackServer(
             self,
             ConformanceApplication(),
@@ -643,7 +696,8 @@ class RedisPasswordTests(TestCase):
         cluster.startService()
         self.addCleanup(cluster.stopService)
         manager = RedisSessionManager(url, prefix="test:session:", timeout=2.0)
-        self.addCleanup(manager.disconnect)
+        manager.startService()
+        self.addCleanup(manager.stopService)
         return LoopbackServer(
             self, ConformanceApplication(), sessionManager=manager, cluster=cluster
         )
@@ -756,7 +810,8 @@ class RedisClusterUnitTests(TestCase):
         C{LoopingCall} for good) and the next one writes them again.
         """
         cluster = RedisCluster()
-        cluster._counts = {"k": 2}
+        cluster._local.counts.up("k")
+        cluster._local.counts.up("k")
         calls: list[list[str]] = []
         answers: list[Deferred[Any]] = [
             succeed([1, 0]),  # heartbeat: the node was lost

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -18,6 +18,7 @@ from tests.helpers import LoopbackServer, failsWithCode, makeClient, portNumber,
 from tests.test_client import RecordingHooks
 from webwire import wire
 from webwire.client import WebWireClient
+from webwire.cluster import LocalCluster
 from webwire.conformance import ConformanceApplication
 from webwire.demo import ChatApplication, makeDemoRoot
 from webwire.errors import RequestError
@@ -336,6 +337,41 @@ class ChatTests(ChatTestCase):
         await self.close(client)
         self.assertNotIn(connection, self.app.connections)
         self.assertEqual(self.app.online(), [])
+
+
+class _PendingCloseCluster(LocalCluster):
+    """A cluster whose session closes the test answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing: list[Deferred[None]] = []
+
+    def closeSession(self, key: str) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.closing.append(d)
+        return d
+
+
+class ChatLogoutCancelledTests(TestCase):
+    timeout = 30
+
+    async def test_cancelledLogoutIsNoFailure(self) -> None:
+        """
+        A C{logout} cancelled while the cluster closes the session (a
+        shutdown's deadline) is cancelled, not answered as a sign-out that
+        failed (C{SIGN_OUT_INCOMPLETE}).
+        """
+        cluster = _PendingCloseCluster()
+        app = ChatApplication(Clock())
+        server = LoopbackServer(self, app, cluster=cluster)
+        client = makeClient(self, server.portNumber, "/", ChatHooks())
+        await client.request("login", "ada")
+        await until(server, lambda: len(app.connections) == 1)
+        (connection,) = app.connections
+        loggingOut = Deferred.fromCoroutine(app._logout(connection))
+        self.assertEqual(len(cluster.closing), 1)
+        loggingOut.cancel()
+        self.failureResultOf(loggingOut, CancelledError)
 
 
 class ChatWithoutSessionsTests(TestCase):

@@ -36,6 +36,7 @@ from tests.test_sessionsendtoend import assertRestores, loggedIn
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.interfaces import ISessionManager
+from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions.redis import CorruptRedisSessionError, RedisSessionManager
 from webwire.sessions.session import Session
@@ -85,7 +86,8 @@ class RedisSessionManagerTests(SessionManagerContract, TestCase):
             clock=self.clock if clock is None else clock,
             timeout=timeout,
         )
-        self.addCleanup(manager.disconnect)
+        manager.startService()
+        self.addCleanup(manager.stopService)
         return manager
 
     async def storedKeysAsync(self) -> set[str]:
@@ -100,7 +102,8 @@ class RedisSessionManagerTests(SessionManagerContract, TestCase):
         inner = RedisSessionManager(
             self.redis.url, prefix=PREFIX + NAMESPACE + ":", clock=self.clock
         )
-        self.addCleanup(inner.disconnect)
+        inner.startService()
+        self.addCleanup(inner.stopService)
         return self.makeManager(), inner
 
     def test_prefixMustEndOutsideTheAlphabet(self) -> None:
@@ -300,7 +303,8 @@ class RedisSessionsEndToEndTests(TestCase):
         redis = await startRedis(self)
         managers = [RedisSessionManager(redis.url) for _ in range(2)]
         for manager in managers:
-            self.addCleanup(manager.disconnect)
+            manager.startService()
+            self.addCleanup(manager.stopService)
         first, second = (
             LoopbackServer(self, ConformanceApplication(), sessionManager=manager)
             for manager in managers
@@ -352,3 +356,57 @@ class RedisNamespacesEndToEndTests(TestCase):
         other = await connectRaw(port, "/chat")
         await other.receivedCount(1)
         await assertRestores(self, other, session, {"user": "mallory"})
+
+
+class RedisLifecycleTests(TestCase):
+    """
+    The Redis session manager is a service: an application that embeds
+    L{WebWireService} gets its pool connected when the service starts and
+    disconnected when it stops, without a call of its own.
+    """
+
+    timeout = 60
+
+    async def clientsOtherThanAdmin(self, admin: Any) -> int:
+        listing: str | bytes = await admin.execute_command("CLIENT", "LIST")
+        if isinstance(listing, bytes):
+            listing = listing.decode("utf-8")
+        return len(listing.strip().splitlines()) - 1
+
+    async def test_embeddedServiceDisconnectsThePool(self) -> None:
+        """
+        A manager given to a factory served by a started L{WebWireService}
+        stores a session in Redis; once the service stopped, Redis has no
+        connection of the manager left and the manager is not running.
+        """
+        redis = await startRedis(self)
+        admin = await adminConnection(self, redis)
+        manager = RedisSessionManager(redis.url, prefix=PREFIX)
+        self.assertFalse(manager.running)
+        self.assertEqual(await self.clientsOtherThanAdmin(admin), 0)
+        factory = WebWireServerFactory(ConformanceApplication(), sessionManager=manager)
+        service = WebWireService(factory, ["tcp:0:interface=127.0.0.1"])
+        service.startService()
+        stopped = False
+
+        async def stop() -> None:
+            if not stopped:
+                await service.stopService()
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(stop()))
+        self.assertTrue(manager.running)
+        client = await connectRaw(portNumber(await listeningPort(service)))
+        await client.receivedCount(1)
+        session, _ = await loggedIn(client, "ada")
+        self.assertEqual(await admin.exists(PREFIX + session.key), 1)
+        self.assertGreater(await self.clientsOtherThanAdmin(admin), 0)
+
+        await service.stopService()
+        stopped = True
+        self.assertFalse(manager.running)
+        left = await self.clientsOtherThanAdmin(admin)
+        for _ in range(100):  # Redis notices each close on its next turn
+            if left == 0:
+                break
+            left = await self.clientsOtherThanAdmin(admin)
+        self.assertEqual(left, 0)

@@ -31,7 +31,13 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import DEFAULT_ACCEPT_CONF, LoopbackServer, ident, listeningPort
+from tests.helpers import (
+    DEFAULT_ACCEPT_CONF,
+    LoopbackServer,
+    asReactor,
+    ident,
+    listeningPort,
+)
 from tests.helpers import portNumber as listeningPortNumber
 from webwire import wire
 from webwire.conformance import ConformanceApplication
@@ -537,7 +543,7 @@ class SiteTests(TestCase):
         config.parseOptions(
             ["--listen", "tcp:0:interface=127.0.0.1", "--sessions", "memory", *argv]
         )
-        service = makeService(config, reactor=reactor)
+        service = makeService(config, reactor=asReactor(reactor))
         service.startService()
         self.addCleanup(service.stopService)
         return listeningPortNumber(await listeningPort(service))  # type: ignore[arg-type]

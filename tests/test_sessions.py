@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import Clock
 from twisted.logger import (
     ILogObserver,
@@ -27,7 +28,9 @@ from twisted.logger import (
     globalLogPublisher,
 )
 from twisted.python.filepath import FilePath
+from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from webwire.interfaces import IConnection, ISessionKeyGenerator, ISessionManager
@@ -1280,3 +1283,65 @@ class FileSessionManagerThreadTests(TestCase):
         self.assertTrue(threads)
         self.assertNotIn(threading.get_ident(), threads)
         self.assertEqual(os.listdir(manager.directory.path), [])
+
+    async def test_injectedReactorsThreadPool(self) -> None:
+        """
+        Given a reactor with threads as its clock, the manager runs its file
+        operations in that reactor's thread pool and has their results
+        delivered by it, not by the global reactor's.
+        """
+        from twisted.internet import reactor as globalReactor
+
+        pool = ThreadPool(1, 1, "injected")
+        pool.start()
+        self.addCleanup(pool.stop)
+        injected = _ThreadedClock(pool, globalReactor)
+        threadNames: list[str] = []
+        realFsync = os.fsync
+
+        def recordingFsync(fd: int) -> None:
+            threadNames.append(threading.current_thread().name)
+            realFsync(fd)
+
+        self.patch(os, "fsync", recordingFsync)
+        manager = FileSessionManager(self.mktemp(), clock=injected)
+        now = datetime.now(UTC).replace(microsecond=0)
+        await manager.onSessionCreated(connectionWith(Session(KEY, now, now, None)))
+        self.assertIsNotNone(await manager.onSessionLookup(KEY))
+        self.assertTrue(threadNames)
+        self.assertTrue(all("-injected-" in name for name in threadNames))
+        self.assertEqual(injected.delivered, 2)
+
+
+@implementer(IReactorThreads)
+class _ThreadedClock(Clock):
+    """
+    A clock that is also a reactor with threads: its own thread pool; what
+    threads hand back is counted and passed to C{deliverWith}.
+    """
+
+    def __init__(self, pool: ThreadPool, deliverWith: Any) -> None:
+        super().__init__()
+        self.pool = pool
+        self.deliverWith = deliverWith
+        self.delivered = 0
+
+    def getThreadPool(self) -> ThreadPool:
+        return self.pool
+
+    def callFromThread(
+        self, callable: Callable[..., Any], *args: object, **kwargs: object
+    ) -> None:
+        def deliver() -> None:
+            self.delivered += 1
+            callable(*args, **kwargs)
+
+        self.deliverWith.callFromThread(deliver)
+
+    def callInThread(
+        self, callable: Callable[..., Any], *args: object, **kwargs: object
+    ) -> None:
+        self.pool.callInThread(callable, *args, **kwargs)
+
+    def suggestThreadPoolSize(self, size: int) -> None:
+        self.pool.adjustPoolsize(maxthreads=size)

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import txaio
-from twisted.application.service import IService, IServiceMaker
+from twisted.application.service import IService, IServiceMaker, Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort
@@ -22,7 +22,9 @@ from twisted.web.server import Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from tests.helpers import asReactor
 from tests.test_server import ControlledApplication, Pair, ident, reply, request
+from webwire._reactor import IWebWireReactor
 from webwire.application import Application
 from webwire.cluster import LocalCluster
 from webwire.cluster.redis import RedisCluster
@@ -57,6 +59,10 @@ def makeNothing() -> object:
 
 
 notAnApplication = object()
+
+
+def memoryReactor() -> IWebWireReactor:
+    return asReactor(MemoryReactorClock())
 
 
 def parse(*arguments: str) -> Options:
@@ -309,7 +315,7 @@ class MakeServiceTests(SynchronousTestCase):
             "--app",
             "tests.test_tap.providedApplication",
         )
-        service = makeService(config, reactor=reactor)
+        service = makeService(config, reactor=asReactor(reactor))
         assert isinstance(service, WebWireService)
         self.assertEqual(reactor.tcpServers, [])
         service.startService()
@@ -330,14 +336,16 @@ class MakeServiceTests(SynchronousTestCase):
         Without C{--listen}, the service listens on TCP port 8080.
         """
         reactor = MemoryReactor()
-        service = makeService(parse(), reactor=reactor)
+        service = makeService(parse(), reactor=asReactor(reactor))
         service.startService()
         self.assertEqual([entry[0] for entry in reactor.tcpServers], [8080])
 
     def test_unixEndpoint(self) -> None:
         """A UNIX socket endpoint listens with the same site."""
         reactor = MemoryReactor()
-        service = makeService(parse("--listen", "unix:/tmp/ww.sock"), reactor=reactor)
+        service = makeService(
+            parse("--listen", "unix:/tmp/ww.sock"), reactor=asReactor(reactor)
+        )
         assert isinstance(service, WebWireService)
         service.startService()
         [(address, site, *_)] = reactor.unixServers
@@ -351,7 +359,7 @@ class MakeServiceTests(SynchronousTestCase):
         stops listening at once.
         """
         reactor = ListeningReactor()
-        service = makeService(parse("--listen", "tcp:8081"), reactor=reactor)
+        service = makeService(parse("--listen", "tcp:8081"), reactor=asReactor(reactor))
         assert isinstance(service, WebWireService)
         service.startService()
         self.successResultOf(service.stopService())
@@ -379,7 +387,7 @@ class MakeServiceTests(SynchronousTestCase):
         app = config["application"]
         assert isinstance(app, ControlledApplication)
         app.deferRequests()
-        service = makeService(config, reactor=reactor)
+        service = makeService(config, reactor=asReactor(reactor))
         assert isinstance(service, WebWireService)
         service.startService()
         pair = Pair(service.factory, reactor)
@@ -394,6 +402,41 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(pair.client.closeCode, 1001)
         self.successResultOf(stopped)
         self.assertEqual([port.listening for port in reactor.ports], [False, False])
+
+    def test_helpers(self) -> None:
+        """
+        The C{helpers} of a L{WebWireService} are started before it listens
+        and stopped only after the drain: while a handler still runs, they
+        run.
+        """
+        reactor = ListeningReactor()
+        self.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
+        app = ControlledApplication()
+        app.deferRequests()
+        factory = WebWireServerFactory(app, reactor=reactor)
+        portsAtStart: list[int] = []
+
+        class Helper(Service):
+            def startService(self) -> None:
+                portsAtStart.append(len(reactor.ports))
+                super().startService()
+
+        helper = Helper()
+        service = WebWireService(
+            factory, ["tcp:8081"], asReactor(reactor), helpers=[helper]
+        )
+        service.startService()
+        self.assertEqual((portsAtStart, helper.running), ([0], True))
+        pair = Pair(factory, reactor)
+        pair.send(request(1))
+        stopped = service.stopService()
+        pair.flush()
+        self.assertNoResult(stopped)
+        self.assertTrue(helper.running)
+        app.pending[ident(1)].callback(b"done")
+        pair.flush()
+        self.successResultOf(stopped)
+        self.assertFalse(helper.running)
 
     def test_noEndpoints(self) -> None:
         """A L{WebWireService} needs at least one endpoint."""
@@ -510,17 +553,17 @@ class ServerOptionTests(SynchronousTestCase):
         config.parseOptions(
             ["--session-directory", directory, "--session-max-idle", "600"]
         )
-        manager = makeService(config, MemoryReactorClock()).factory.sessionManager  # type: ignore[attr-defined]
+        manager = makeService(config, memoryReactor()).factory.sessionManager  # type: ignore[attr-defined]
         assert isinstance(manager, FileSessionManager)
         self.assertEqual(manager.directory.path, os.path.abspath(directory))
         self.assertEqual(manager.maxIdle, 600)
         config = Options()
         config.parseOptions(["--sessions", "memory"])
-        manager = makeService(config, MemoryReactorClock()).factory.sessionManager  # type: ignore[attr-defined]
+        manager = makeService(config, memoryReactor()).factory.sessionManager  # type: ignore[attr-defined]
         self.assertIsInstance(manager, MemorySessionManager)
         config = Options()
         config.parseOptions(["--sessions", "off"])
-        factory = makeService(config, MemoryReactorClock()).factory  # type: ignore[attr-defined]
+        factory = makeService(config, memoryReactor()).factory  # type: ignore[attr-defined]
         self.assertIsNone(factory.sessionManager)
         self.assertFalse(factory.options.sessions)
 
@@ -557,7 +600,7 @@ class BackendOptionTests(SynchronousTestCase):
             return succeed(None)
 
         gateway.close = close
-        service = makeService(config, MemoryReactorClock())
+        service = makeService(config, memoryReactor())
         service.startService()
         self.successResultOf(service.stopService())
         self.assertEqual(closed, [True])
@@ -611,7 +654,7 @@ class RedisOptionTests(SynchronousTestCase):
                 "--session-max-idle=60",
             ]
         )
-        service = makeService(config, MemoryReactorClock())
+        service = makeService(config, memoryReactor())
         self.assertIsInstance(service.factory.sessionManager, _RecordedRedisManager)  # type: ignore[attr-defined]
         self.assertEqual(
             _RecordedRedisManager.made,
@@ -644,7 +687,7 @@ class ClusterOptionTests(SynchronousTestCase):
             "--redis-url=redis://127.0.0.1:6390/2",
             "--cluster-heartbeat=0.5",
         )
-        service = makeService(config, MemoryReactorClock())
+        service = makeService(config, memoryReactor())
         assert isinstance(service, WebWireService)
         clusters = [f.cluster for f in service.factories]
         self.assertEqual(
@@ -661,7 +704,7 @@ class ClusterOptionTests(SynchronousTestCase):
 
     def test_noCluster(self) -> None:
         """Without --cluster, each server has its own local cluster."""
-        service = makeService(parse(), MemoryReactorClock())
+        service = makeService(parse(), memoryReactor())
         assert isinstance(service, WebWireService)
         for factory in service.factories:
             self.assertIs(type(factory.cluster), LocalCluster)

@@ -567,11 +567,67 @@ class VectorTests(SynchronousTestCase):
 
     def test_wireModuleIsPure(self) -> None:
         """
-        C{webwire/wire.py} imports nothing from Twisted, Autobahn or zope.
+        Every module of the codec (the C{webwire.wire} package) imports
+        nothing from Twisted, Autobahn or zope, and nothing of WebWire's
+        but the codec's own modules (which would bring those in).
         """
-        path = FilePath(wire.__file__)
-        self.assertEqual("wire.py", path.basename())
-        self.assertEqual([], forbiddenImports(path.getContent()))
+        package = FilePath(wire.__file__).parent()
+        self.assertEqual("wire", package.basename())
+        modules = sorted(package.globChildren("*.py"))
+        self.assertEqual(
+            ["__init__.py", "_base.py", "_encode.py", "_messages.py", "_parse.py"],
+            [module.basename() for module in modules],
+        )
+        for module in modules:
+            source = module.getContent()
+            self.assertEqual([], forbiddenImports(source), module.basename())
+            self.assertEqual([], webwireImports(source), module.basename())
+
+    def test_webwireImportsDetected(self) -> None:
+        """
+        L{webwireImports} finds imports of WebWire modules outside the codec
+        in both forms, and relative ones, and nothing else.
+        """
+        source = (
+            "import webwire.errors\n"
+            "from webwire import wire\n"
+            "from webwire.wire._base import Encoding\n"
+            "from webwire.wire import _parse\n"
+            "from webwire.sessions import session\n"
+            "from . import _base\n"
+            "from .. import errors\n"
+            "import webwireish\n"
+        )
+        self.assertEqual(
+            ["..", "webwire", "webwire.errors", "webwire.sessions"],
+            sorted(webwireImports(source)),
+        )
+
+
+def webwireImports(source: bytes | str) -> list[str]:
+    """
+    The WebWire modules outside C{webwire.wire} that Python C{source}
+    imports (C{from webwire import x} counts as C{webwire}; a relative
+    import that leaves the package, as its dots).
+    """
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level > 1:
+                found.append("." * node.level)
+                continue
+            if node.level == 1 or not node.module:
+                continue
+            modules = [node.module]
+        else:
+            continue
+        for module in modules:
+            inCodec = module == "webwire.wire" or module.startswith("webwire.wire.")
+            if module.split(".")[0] == "webwire" and not inCodec:
+                found.append(module)
+    return found
 
 
 def tooLong(n: int) -> str:
@@ -1198,6 +1254,29 @@ class PayloadTests(SynchronousTestCase):
             payload = wire.Payload.fromText(text, encoding)
             self.assertEqual(wire.Payload(data, encoding), payload)
             self.assertEqual(text, payload.text())
+
+    def test_of(self) -> None:
+        """
+        L{wire.Payload.of} takes a signal's payload and encoding: text is
+        written in the encoding given, anything else keeps its bytes and
+        takes that encoding; without one, it is L{wire.Payload.coerce}d.
+        """
+        self.assertEqual(
+            wire.Payload.of("h\u00e9", UTF16), wire.Payload(b"h\x00\xe9\x00", UTF16)
+        )
+        self.assertEqual(wire.Payload.of(b"ab", UTF8), wire.Payload(b"ab", UTF8))
+        self.assertEqual(wire.Payload.of(None, UTF8), wire.Payload(b"", UTF8))
+        self.assertEqual(wire.Payload.of("x"), wire.Payload.coerce("x"))
+        self.assertRaises(TypeError, wire.Payload.of, 42, UTF8)
+
+    def test_isPrintableASCII(self) -> None:
+        """
+        Printable ASCII is 0x20 to 0x7E, no more, no less.
+        """
+        self.assertTrue(wire.isPrintableASCII(" ~" + "".join(map(chr, range(32, 127)))))
+        self.assertTrue(wire.isPrintableASCII(""))
+        for bad in ["\x1f", "\x7f", "\t", "\u00e9", "a\nb"]:
+            self.assertFalse(wire.isPrintableASCII(bad), repr(bad))
 
     @given(st.text(), st.sampled_from(wire.Encoding))
     def test_textRoundTrip(self, text: str, encoding: wire.Encoding) -> None:

@@ -7,7 +7,7 @@ other message to its L{WebWireClient}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from autobahn.exception import Disconnected as _SocketClosed
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -20,6 +20,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from webwire import wire
+from webwire._constants import HEARTBEAT as _HEARTBEAT
+from webwire._constants import TIMER_SLACK as _EPSILON
 from webwire.errors import (
     BufferSizeMismatch,
     Disconnected,
@@ -33,8 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientProtocol", "ClientProtocolFactory"]
 
-_HEARTBEAT: Final = wire.encodeHeartbeat()
-_EPSILON: Final = 0.001
 """Timers treat what is due within a millisecond as due (float sums drift)."""
 
 

@@ -17,6 +17,7 @@ another connection, so waiting would only delay the error.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from zope.interface import implementer
 
 from webwire import wire
 from webwire._clientprotocol import ClientProtocol, ClientProtocolFactory
+from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.errors import (
     ConnectionFailed,
     Disconnected,
@@ -52,14 +54,27 @@ from webwire.errors import (
 from webwire.interfaces import IWebWireClientHooks
 from webwire.sessions.session import Session
 
-__all__ = ["ClientHooks", "ClientOptions", "WebWireClient"]
+__all__ = ["ClientHooks", "ClientOptions", "ClientStatus", "WebWireClient"]
 
 _log = Logger()
 
-DISABLED: Final = "disabled"
-DISCONNECTED: Final = "disconnected"
-CONNECTING: Final = "connecting"
-CONNECTED: Final = "connected"
+
+class ClientStatus(enum.StrEnum):
+    """
+    Where a L{WebWireClient} stands (L{WebWireClient.status}); each equals
+    its lower-case name as a string.
+    """
+
+    DISABLED = "disabled"
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+DISABLED: Final = ClientStatus.DISABLED
+DISCONNECTED: Final = ClientStatus.DISCONNECTED
+CONNECTING: Final = ClientStatus.CONNECTING
+CONNECTED: Final = ClientStatus.CONNECTED
 
 
 @dataclass(frozen=True)
@@ -193,7 +208,7 @@ class WebWireClient:
         hooks: IWebWireClientHooks | None = None,
         options: ClientOptions | None = None,
         *,
-        reactor: Any = None,
+        reactor: IWebWireReactor | None = None,
         clock: IReactorTime | None = None,
         endpoint: IStreamClientEndpoint | None = None,
     ) -> None:
@@ -213,17 +228,14 @@ class WebWireClient:
             name (and a valid port, if given).
         """
         _checkURL(url)
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = defaultReactor(reactor)
         self.url = url
         self.hooks: IWebWireClientHooks = hooks if hooks is not None else ClientHooks()
         self.options = options if options is not None else ClientOptions()
         self._reactor = reactor
         self._clock: IReactorTime = clock if clock is not None else reactor
         self._endpoint = endpoint if endpoint is not None else self._makeEndpoint()
-        self._status = DISCONNECTED
+        self._status: ClientStatus = DISCONNECTED
         self._protocol: ClientProtocol | None = None
         self._nextIdentifier = 1
         self._pending: dict[bytes, Deferred[wire.Message]] = {}
@@ -235,15 +247,15 @@ class WebWireClient:
     # Public API -----------------------------------------------------------
 
     @property
-    def status(self) -> str:
+    def status(self) -> ClientStatus:
         """C{"disconnected"}, C{"connecting"}, C{"connected"} or, after
-        L{close}, C{"disabled"}."""
+        L{close}, C{"disabled"} (a L{ClientStatus}, equal to those strings)."""
         return self._status
 
     @property
     def isConnected(self) -> bool:
         """Whether the client is connected now."""
-        return self._status == CONNECTED
+        return self._status is CONNECTED
 
     def connect(self, timeout: float | None = None) -> Deferred[None]:
         """
@@ -285,7 +297,7 @@ class WebWireClient:
             bad name, odd UTF-16), or C{CancelledError} if cancelled (a late
             reply is then dropped).
         """
-        body = _payload(payload, encoding)
+        body = wire.Payload.of(payload, encoding)
         identifier = self._newIdentifier()
         try:
             data = wire.encodeRequest(
@@ -313,7 +325,7 @@ class WebWireClient:
             processed: signals are not acknowledged), or failing as
             L{request} does when it could not be sent.
         """
-        body = _payload(payload, encoding)
+        body = wire.Payload.of(payload, encoding)
         try:
             data = wire.encodeSignal(
                 name, body.data, body.encoding, self.options.messageBufferSize
@@ -363,7 +375,7 @@ class WebWireClient:
         """
         if self.session is None:
             return succeed(None)
-        if self._status != CONNECTED:
+        if self._status is not CONNECTED:
             self.session = None
             return succeed(None)
         identifier = self._newIdentifier()
@@ -441,9 +453,9 @@ class WebWireClient:
         """
         The connected protocol, connecting first if allowed and needed.
         """
-        if self._status == CONNECTED and self._protocol is not None:
+        if self._status is CONNECTED and self._protocol is not None:
             return succeed(self._protocol)
-        if self._status == DISABLED:
+        if self._status is DISABLED:
             self._status = DISCONNECTED  # a new call after close() reconnects
         waiter: Deferred[ClientProtocol] = Deferred(self._waiters.remove)
         self._waiters.append(waiter)
@@ -479,7 +491,7 @@ class WebWireClient:
                     return
                 # Lost while restoring the session: the session is kept, and
                 # the next connection tries again.
-                if self._status == DISABLED:
+                if self._status is DISABLED:
                     return
                 if not self.options.autoconnect:
                     self._status = DISCONNECTED
@@ -608,7 +620,7 @@ class WebWireClient:
         closers, self._closing = self._closing, []
         for closer in closers:
             closer.callback(None)
-        wanted = self._status != DISABLED
+        wanted = self._status is not DISABLED
         if wanted:
             self._status = DISCONNECTED
         self._log.info("disconnected from {url}", url=self.url)
@@ -658,13 +670,6 @@ class WebWireClient:
     def _setSession(self, session: Session) -> None:
         self.session = session
         _hook(self.hooks.onSessionCreated, self, session)
-
-
-def _payload(payload: wire.PayloadLike, encoding: wire.Encoding | None) -> wire.Payload:
-    if encoding is not None and isinstance(payload, str):
-        return wire.Payload.fromText(payload, encoding)
-    body = wire.Payload.coerce(payload)
-    return body if encoding is None else wire.Payload(body.data, encoding)
 
 
 def _result(message: wire.Message) -> Any:

@@ -45,6 +45,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
 from webwire import wire
+from webwire._reactor import defaultReactor
 from webwire.application import Application
 from webwire.errors import RequestError, SessionsDisabled
 from webwire.interfaces import IConnection, RequestResult
@@ -86,11 +87,9 @@ class ConformanceApplication(Application):
         :param reactor: What C{sleep} waits with; the global reactor if
             omitted.
         """
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
-        self._reactor = reactor
+        self._reactor: IReactorTime = (
+            reactor if reactor is not None else defaultReactor()
+        )
 
     REQUEST_NAMES = frozenset(
         {"", "echo", "oddecho", "echo-binary", "error", "internal", "login"}

@@ -18,7 +18,7 @@ from webwire import wire
 from webwire.errors import SessionsDisabled
 from webwire.interfaces import ICluster, IConnection, IHandshakeRequest
 from webwire.logonce import RepeatedEvents
-from webwire.sessions.registry import SessionRegistry
+from webwire.sessions.registry import SessionChannel, SessionRegistry
 from webwire.sessions.session import Session
 
 __all__ = ["Connection", "HandshakeRequest", "encodeSignal"]
@@ -37,12 +37,7 @@ def encodeSignal(
     :raises webwire.errors.MessageTooLarge: If it exceeds
         C{messageBufferSize}.
     """
-    if encoding is not None and isinstance(payload, str):
-        body = wire.Payload.fromText(payload, encoding)
-    else:
-        body = wire.Payload.coerce(payload)
-        if encoding is not None:
-            body = wire.Payload(body.data, encoding)
+    body = wire.Payload.of(payload, encoding)
     return wire.encodeSignal(name, body.data, body.encoding, messageBufferSize)
 
 
@@ -63,24 +58,17 @@ class HandshakeRequest:
     peer: IAddress | None = None
 
 
-class _Channel(Protocol):
+class _Channel(SessionChannel, Protocol):
     """
-    What a L{Connection} needs from the protocol that owns it.
+    What a L{Connection} needs from the protocol that owns it (beyond what
+    the session registry needs).
     """
-
-    session: Session | None
-
-    @property
-    def isActive(self) -> bool: ...
 
     @property
     def messageBufferSize(self) -> int: ...
 
     @property
     def sessions(self) -> SessionRegistry | None: ...
-
-    @property
-    def connection(self) -> IConnection | None: ...
 
     @property
     def cluster(self) -> ICluster: ...

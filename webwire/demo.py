@@ -51,13 +51,14 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.static import File
 
 from webwire import wire
+from webwire._reactor import defaultReactor
 from webwire.application import Application
 from webwire.errors import (
     Disconnected,
@@ -145,11 +146,7 @@ class ChatApplication(Application):
         :param reactor: The clock messages are timestamped with; the global
             reactor if omitted.
         """
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
-        self._clock: IReactorTime = reactor
+        self._clock: IReactorTime = reactor if reactor is not None else defaultReactor()
         self.connections: set[IConnection] = set()
         self._announced: list[str] = []
 
@@ -263,6 +260,8 @@ class ChatApplication(Application):
             return b""
         try:
             await connection.cluster.closeSession(session.key)
+        except CancelledError:
+            raise  # the request was cancelled: not a failure to report
         except Exception:
             # Logged where it failed; this process's connections are out.
             raise RequestError(

@@ -57,6 +57,7 @@ from urllib.parse import quote, urlsplit
 
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
+from twisted.application.service import IService, Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -70,8 +71,10 @@ from twisted.web.client import (
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IAgent, IResponse
+from zope.interface import implementer
 
 from webwire import wire
+from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.application import Application
 from webwire.errors import RequestError
 from webwire.interfaces import IConnection
@@ -271,12 +274,15 @@ def _isCancellation(error: BaseException) -> bool:
     )
 
 
-class HTTPGateway(Application):
+@implementer(IService)
+class HTTPGateway(Application, Service):
     """
     Forwards requests (and, optionally, signals) to an HTTP backend; see the
     module docstring for the contract.
 
-    Call L{close} when done with it: it closes the pooled connections.
+    It is a service, for the pooled connections it holds: stopping it
+    (L{stopService}, or L{close}) closes them. L{webwire.service.WebWireService}
+    stops it after the server's drain when it is the server's application.
     """
 
     _log = Logger()
@@ -289,7 +295,7 @@ class HTTPGateway(Application):
         forwardSignals: bool = False,
         messageBufferSize: int = wire.DEFAULT_MESSAGE_BUFFER_SIZE,
         agent: IAgent | None = None,
-        reactor: Any = None,
+        reactor: IWebWireReactor | None = None,
         clock: IReactorTime | None = None,
     ) -> None:
         """
@@ -320,10 +326,7 @@ class HTTPGateway(Application):
             raise ValueError(f"timeout must be positive, not {timeout}")
         if messageBufferSize < wire.MIN_MESSAGE_BUFFER_SIZE:
             raise ValueError(f"messageBufferSize {messageBufferSize} is too small")
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = defaultReactor(reactor)
         self.backend = backend if backend.endswith("/") else backend + "/"
         self.timeout = timeout
         self.forwardSignals = forwardSignals
@@ -381,6 +384,14 @@ class HTTPGateway(Application):
         d.addErrback(self._signalFailed, signal.name, connection)
 
     # Lifecycle -------------------------------------------------------------
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop the service: L{close}. L{webwire.service.WebWireService} stops
+        the application of its server (a service) after the drain.
+        """
+        super().stopService()
+        return self.close()
 
     def close(self) -> Deferred[None]:
         """

@@ -16,12 +16,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from webwire.client import WebWireClient
+    from webwire.cluster._host import ClusterHost
     from webwire.sessions.session import Session, SessionLookupResult
     from webwire.wire import Encoding, PayloadLike, Request, Signal
 
 __all__ = [
     "ICluster",
     "IConnection",
+    "IServerCluster",
     "IHandshakeRequest",
     "IUpgradeGuard",
     "ISessionKeyGenerator",
@@ -150,8 +152,9 @@ class ICluster(Interface):
     a signal at once, the others when Redis hands it to their process;
     nothing is queued for connections that are not there at that moment.
 
-    The server calls L{attach}, L{connectionClosed} and the counting
-    methods (L{reserve}, L{add}, L{release}); applications call the rest.
+    This is what applications call (as C{factory.cluster} or, in a
+    handler, C{connection.cluster}); what the server itself calls is
+    L{IServerCluster}, which every cluster also provides.
     """
 
     def signalSession(
@@ -228,10 +231,20 @@ class ICluster(Interface):
             told (the session is destroyed all the same).
         """
 
-    def attach(server: Any) -> None:
+
+class IServerCluster(ICluster):
+    """
+    The side of a cluster that its server calls: it is attached to the
+    server, told of closed connections, and counts each session's
+    connections (across processes for a Redis cluster), which is how the
+    maximum connections per session and "the last connection anywhere"
+    are decided.
+    """
+
+    def attach(server: ClusterHost) -> None:
         """
-        Serve one L{webwire.server.WebWireServerFactory}: called by it when
-        it is made.
+        Serve one server (a L{webwire.server.WebWireServerFactory}): called
+        by it when it is made.
 
         :raises RuntimeError: If the cluster serves another server already.
         """

@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._reactor import defaultReactor
 from webwire.errors import RequestError
 from webwire.interfaces import (
     IConnection,
@@ -71,9 +72,7 @@ _IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _defaultClock() -> IReactorTime:
-    from twisted.internet import reactor
-
-    return reactor
+    return defaultReactor()
 
 
 def _layer(middleware: Middleware, inner: Next) -> Next:
@@ -165,7 +164,7 @@ def wrap(application: IWebWireServer, *middleware: Middleware) -> IWebWireServer
 
 
 def _checkCode(code: str) -> str:
-    if not 1 <= len(code) <= 255 or not all(" " <= c <= "~" for c in code):
+    if not 1 <= len(code) <= 255 or not wire.isPrintableASCII(code):
         raise ValueError(f"invalid error code {code!r}: 1-255 printable ASCII")
     return code
 

@@ -69,8 +69,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._constants import HEARTBEAT as _HEARTBEAT
+from webwire._constants import TIMER_SLACK as _EPSILON
 from webwire.connection import Connection, HandshakeRequest
-from webwire.errors import Disconnected, RequestError, UpgradeRefused
+from webwire.errors import (
+    Disconnected,
+    InternalError,
+    MaxSessionConnections,
+    RequestError,
+    SessionNotFound,
+    UpgradeRefused,
+)
 from webwire.guard import GuardedConnection, lingeringClose
 from webwire.handshake import cookiesOf, originAllowed
 from webwire.interfaces import (
@@ -100,9 +109,8 @@ _MAX_REQUEST_HEAD: Final = 16384
 _MAX_HEADERS: Final = 500
 """Header lines of an upgrade request (twisted.web's limit)."""
 
-_HEARTBEAT: Final = wire.encodeHeartbeat()
 _CONNECTION_DONE: Final = Failure(ConnectionDone())
-_EPSILON: Final = 0.001
+_SESSION_CLOSED: Final = wire.encodeSessionClosed()
 """Timers treat what is due within a millisecond as due (float sums drift)."""
 
 # Connection states. OPENING lasts until the WebSocket handshake completes;
@@ -238,6 +246,26 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     def cluster(self) -> ICluster:
         """The server's cluster."""
         return self.factory.cluster
+
+    def sendSessionCreated(self, session: Session) -> None:
+        """
+        Tell the client that C{session} was created for it.
+
+        :raises Disconnected: If the connection is closed.
+        :raises webwire.errors.MessageTooLarge: If the session document does
+            not fit a message.
+        """
+        self.sendUnsolicited(
+            wire.encodeSessionCreated(session.toJSON(), self.messageBufferSize)
+        )
+
+    def sendSessionClosed(self) -> None:
+        """
+        Tell the client that its session was closed.
+
+        :raises Disconnected: If the connection is closed.
+        """
+        self.sendUnsolicited(_SESSION_CLOSED)
 
     def sendUnsolicited(self, data: bytes) -> None:
         """
@@ -664,15 +692,54 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         """
         self._busy += 1
         self._inline = True
+        identifier = message.identifier
+        reply: Deferred[bytes]
         if isinstance(message, wire.RestoreSession):
-            reply = sessions.restore(self, message.identifier, message.key)
+            # Encoded before the connection takes the session: a document
+            # too large for a reply fails the restore.
+            encoded: list[bytes] = []
+
+            def encode(session: Session) -> None:
+                encoded.append(
+                    wire.encodeReply(
+                        identifier,
+                        session.toJSON(),
+                        wire.Encoding.UTF8,
+                        self.messageBufferSize,
+                    )
+                )
+
+            restored = sessions.restore(self, message.key, encode)
+            reply = restored.addCallback(lambda _: encoded[-1])
         else:
-            reply = sessions.clientClose(self, message.identifier)
+            reply = sessions.clientClose(self).addCallback(
+                lambda _: wire.encodeReply(identifier, b"", wire.Encoding.BINARY)
+            )
         self._pending.add(reply)
+        reply.addErrback(self._sessionRequestRefused, message)
         reply.addCallbacks(
             self._sendReply, self._sessionRequestFailed, errbackArgs=(message,)
         )
         reply.addBoth(self._inlineDone, reply)
+
+    def _sessionRequestRefused(
+        self, failure: Failure, message: wire.RestoreSession | wire.CloseSession
+    ) -> bytes | Failure:
+        """
+        The reply to a session request the registry refused, already logged
+        there: not found, too many connections, an internal error or a
+        cancelled lookup. Any other failure is passed on.
+        """
+        error = failure.value
+        if isinstance(error, SessionNotFound):
+            kind = wire.MessageType.REPLY_SESSION_NOT_FOUND
+        elif isinstance(error, MaxSessionConnections):
+            kind = wire.MessageType.REPLY_MAX_SESSION_CONNECTIONS_REACHED
+        elif isinstance(error, (InternalError, CancelledError)):
+            kind = wire.MessageType.REPLY_INTERNAL_ERROR
+        else:
+            return failure
+        return self._specialReply(message, kind)
 
     def _sessionRequestFailed(
         self, failure: Failure, message: wire.RestoreSession | wire.CloseSession

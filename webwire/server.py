@@ -26,8 +26,8 @@ from webwire.errors import SessionsDisabled
 from webwire.guard import ConnectionGuard, GuardedConnection
 from webwire.handshake import acceptDeflate
 from webwire.interfaces import (
-    ICluster,
     IConnection,
+    IServerCluster,
     ISessionKeyGenerator,
     ISessionManager,
     IWebWireServer,
@@ -69,7 +69,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         *,
         sessionManager: ISessionManager | None = None,
         keyGenerator: ISessionKeyGenerator | None = None,
-        cluster: ICluster | None = None,
+        cluster: IServerCluster | None = None,
         reactor: IReactorTime | None = None,
         observer: IServerObserver | None = None,
     ) -> None:
@@ -106,9 +106,9 @@ class WebWireServerFactory(WebSocketServerFactory):
         self.options = options if options is not None else ServerOptions()
         if cluster is None:
             cluster = LocalCluster()
-        elif not ICluster.providedBy(cluster):
-            raise TypeError(f"{cluster!r} does not provide ICluster")
-        self.cluster: ICluster = cluster
+        elif not IServerCluster.providedBy(cluster):
+            raise TypeError(f"{cluster!r} does not provide IServerCluster")
+        self.cluster: IServerCluster = cluster
         self.sessions = self._makeSessions(sessionManager, keyGenerator)
         cluster.attach(self)  # last: a server that failed to be made has none
         self.observer.attach(self)

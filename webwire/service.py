@@ -7,7 +7,6 @@ an application that already has a service hierarchy.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
@@ -17,6 +16,7 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.server import Site
 
 from webwire._listening import describeListenFailure
+from webwire._reactor import IWebWireReactor
 from webwire.server import WebWireServerFactory
 
 __all__ = ["WebWireService"]
@@ -31,10 +31,15 @@ class WebWireService(MultiService):
     Stopping it first runs L{WebWireServerFactory.shutdown} (new handshakes
     refused with 503, running handlers finish, connections closed), then
     stops listening; the Deferred returned by L{stopService} fires when all
-    of that is done, so twistd waits for it on SIGTERM. A session manager
-    or cluster that is itself a service (an expiry sweep, a
-    L{webwire.cluster.redis.RedisCluster}) is started before listening and
-    stopped after the drain.
+    of that is done, so twistd waits for it on SIGTERM.
+
+    Whatever holds connections or timers is a service, and this one runs
+    them: each factory's application, session manager and cluster that
+    provides C{IService} (an L{webwire.gateway.HTTPGateway}, an expiry
+    sweep, a L{webwire.sessions.redis.RedisSessionManager}, a
+    L{webwire.cluster.redis.RedisCluster}), and the C{helpers} given, are
+    started before listening and stopped after the drain (a Redis pool is
+    disconnected then).
 
     :ivar factory: The server factory.
     """
@@ -43,10 +48,11 @@ class WebWireService(MultiService):
         self,
         factory: WebWireServerFactory,
         endpoints: Iterable[str | IStreamServerEndpoint],
-        reactor: Any = None,
+        reactor: IWebWireReactor | None = None,
         *,
         site: Site | None = None,
         moreFactories: Iterable[WebWireServerFactory] = (),
+        helpers: Iterable[IService] = (),
     ) -> None:
         """
         :param factory: The server factory to listen with.
@@ -62,6 +68,8 @@ class WebWireService(MultiService):
             L{webwire.web.WebWireRoot}).
         :param moreFactories: Further factories served by C{site} (on other
             paths), shut down with C{factory}.
+        :param helpers: Further services the server needs, started before
+            it listens and stopped after its drain.
         :raises ValueError: If no endpoint is given or one cannot be parsed.
         """
         super().__init__()
@@ -70,18 +78,10 @@ class WebWireService(MultiService):
         descriptions = list(endpoints)
         if not descriptions:
             raise ValueError("WebWireService needs at least one endpoint")
-        helpers: dict[int, object] = {
-            id(f.sessionManager): f.sessionManager for f in self.factories
-        }
-        helpers.update({id(f.cluster): f.cluster for f in self.factories})
-        for helper in helpers.values():
-            if helper is None or not IService.providedBy(helper):
-                continue
-            helperService = IService(helper)
-            if helperService.parent is None:
-                # Started first, stopped last (after the drain): e.g. a
-                # session manager's expiry sweep, a Redis cluster.
-                helperService.setServiceParent(self)
+        for helper in _helpersOf(self.factories, helpers):
+            if helper.parent is None:
+                # Started first, stopped last (after the drain).
+                helper.setServiceParent(self)
         self._descriptions: dict[int, str] = {}
         for description in descriptions:
             kwargs = {} if reactor is None else {"reactor": reactor}
@@ -121,3 +121,20 @@ class WebWireService(MultiService):
         shutdown = gatherResults([f.shutdown() for f in self.factories])
         shutdown.addCallback(lambda _: MultiService.stopService(self))
         return shutdown.addCallback(lambda _: None)
+
+
+def _helpersOf(
+    factories: Iterable[WebWireServerFactory], more: Iterable[IService]
+) -> list[IService]:
+    """
+    The services C{factories} need run, each once: their applications,
+    session managers and clusters that provide C{IService}, then C{more}.
+    """
+    found: dict[int, IService] = {}
+    for factory in factories:
+        for part in (factory.application, factory.sessionManager, factory.cluster):
+            if part is not None and IService.providedBy(part):
+                found.setdefault(id(part), IService(part))
+    for helper in more:
+        found.setdefault(id(helper), helper)
+    return list(found.values())

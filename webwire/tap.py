@@ -8,17 +8,16 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred
+from twisted.application.service import IService
 from twisted.python import usage
 
 from webwire._apploader import addAppDirectory, loadApplication
 from webwire._listening import ListenFailed, checkEndpoint
+from webwire._reactor import IWebWireReactor
 from webwire._version import __version__
-from webwire.interfaces import ICluster, ISessionManager
+from webwire.interfaces import IServerCluster, ISessionManager
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
@@ -395,7 +394,9 @@ def _checkSessionDirectory(directory: str) -> None:
 
 
 def _sessionManager(
-    config: Options, reactor: Any, subdirectory: str | None = None
+    config: Options,
+    reactor: IWebWireReactor | None,
+    subdirectory: str | None = None,
 ) -> ISessionManager | None:
     maxIdle = config["session-max-idle"]
     if config["sessions"] == "file":
@@ -417,8 +418,10 @@ def _sessionManager(
 
 
 def _cluster(
-    config: Options, reactor: Any, application: str | None = None
-) -> ICluster | None:
+    config: Options,
+    reactor: IWebWireReactor | None,
+    application: str | None = None,
+) -> IServerCluster | None:
     if not config["cluster"]:
         return None
     from webwire.cluster.redis import RedisCluster
@@ -432,7 +435,7 @@ def _cluster(
     )
 
 
-def makeService(config: Options, reactor: Any = None) -> IService:
+def makeService(config: Options, reactor: IWebWireReactor | None = None) -> IService:
     """
     Make the service C{twistd webwire} runs: a web site on every endpoint
     that hands WebSocket upgrades on any path to the application and serves
@@ -503,13 +506,6 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         from webwire.metrics import metricsService
 
         metricsService(config["metrics"], metrics, reactor).setServiceParent(service)
-    if config["backend"] is not None:
-        _Closing(config["application"].close).setServiceParent(service)
-    for served in service.factories:
-        disconnect = getattr(served.sessionManager, "disconnect", None)
-        if disconnect is not None:
-            # Redis connections close after the server's drain.
-            _Closing(disconnect).setServiceParent(service)
     return service
 
 
@@ -524,14 +520,3 @@ class _TwistdService(WebWireService):
             super().privilegedStartService()
         except ListenFailed as e:
             raise SystemExit(f"twistd webwire: {e}") from None
-
-
-class _Closing(Service):
-    """Calls C{close} when stopped: after the server's drain."""
-
-    def __init__(self, close: Callable[[], Deferred[None]]) -> None:
-        self._close = close
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        return self._close()

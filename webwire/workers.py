@@ -54,10 +54,11 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import (
     SSL4ServerEndpoint,
@@ -73,7 +74,7 @@ from twisted.internet.interfaces import (
     IReadDescriptor,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol, ServerFactory
 from twisted.logger import (
     ILogObserver,
     Logger,
@@ -86,6 +87,8 @@ from twisted.logger import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from webwire._reactor import IWebWireReactor, defaultReactor
 
 __all__ = [
     "WORKER_ENVIRONMENT",
@@ -238,14 +241,14 @@ _SHAREABLE = (
 )
 
 
-class _SharedSocket(Factory):
+class _SharedSocket(ServerFactory):
     """What the parent's ports would serve: nothing, they never accept."""
 
     def logPrefix(self) -> str:
         return "shared socket"
 
 
-def listenShared(reactor: Any, listen: Listen) -> IListeningPort:
+def listenShared(reactor: IWebWireReactor, listen: Listen) -> IListeningPort:
     """
     Create the listening socket of C{listen} on C{reactor}, as its endpoint
     would (for C{ssl}: without TLS, which the workers add), and never
@@ -257,8 +260,8 @@ def listenShared(reactor: Any, listen: Listen) -> IListeningPort:
         port = reactor.listenUNIX(arguments.pop("address"), factory, **arguments)
     else:
         port = reactor.listenTCP(arguments.pop("port"), factory, **arguments)
-    port.stopReading()  # the workers accept
-    return port  # type: ignore[no-any-return]
+    cast(FileDescriptor, port).stopReading()  # the workers accept
+    return port
 
 
 def _socketFamily(fileno: int) -> int:
@@ -276,7 +279,7 @@ class _SharedUNIXPort:
     """
 
     @staticmethod
-    def adopt(reactor: Any, fileno: int, factory: Any) -> IListeningPort:
+    def adopt(reactor: IWebWireReactor, fileno: int, factory: Any) -> IListeningPort:
         from twisted.internet import unix
 
         class Port(unix.Port):
@@ -298,7 +301,7 @@ class InheritedEndpoint:
     L{webwire.service.WebWireService} in place of endpoint strings.
     """
 
-    def __init__(self, reactor: Any, fileno: int, listen: Listen) -> None:
+    def __init__(self, reactor: IWebWireReactor, fileno: int, listen: Listen) -> None:
         """
         :param reactor: The reactor to adopt the socket with.
         :param fileno: The inherited descriptor of a listening stream
@@ -319,7 +322,9 @@ class InheritedEndpoint:
         if family == socket.AF_UNIX:
             port = _SharedUNIXPort.adopt(self._reactor, self._fileno, factory)
         else:
-            port = self._reactor.adoptStreamPort(self._fileno, family, factory)
+            port = self._reactor.adoptStreamPort(
+                self._fileno, socket.AddressFamily(family), factory
+            )
         os.close(self._fileno)
         return succeed(port)
 
@@ -430,7 +435,7 @@ class WorkerSupervisor(Service):
         shutdownTimeout: float,
         *,
         cluster: bool = False,
-        reactor: Any = None,
+        reactor: IWebWireReactor | None = None,
     ) -> None:
         """
         :param argv: The C{twistd webwire} options the workers parse.
@@ -441,9 +446,7 @@ class WorkerSupervisor(Service):
             a warning says what is per worker).
         :param reactor: The reactor; the global one if omitted.
         """
-        if reactor is None:
-            from twisted.internet import reactor
-        self._reactor = reactor
+        self._reactor = defaultReactor(reactor)
         self._argv = argv
         self._listens = listens
         self._count = workers
@@ -601,7 +604,9 @@ class _JSONLines:
 class _ParentWatch:
     """Calls C{gone} once the parent's end of standard input closes."""
 
-    def __init__(self, reactor: Any, fileno: int, gone: Callable[[], None]) -> None:
+    def __init__(
+        self, reactor: IWebWireReactor, fileno: int, gone: Callable[[], None]
+    ) -> None:
         self._reactor = reactor
         self._fileno = fileno
         self._gone = gone
@@ -640,7 +645,7 @@ def runWorker(argv: list[str] | None = None) -> None:
     os.setpgrp()  # a terminal's Ctrl-C is for the parent, which passes it on
     if argv is None:
         argv = sys.argv[1:]
-    from twisted.internet import reactor
+    reactor = defaultReactor()
 
     logFile = os.fdopen(LOG_FD, "w", buffering=1, encoding="utf-8")
     globalLogBeginner.beginLoggingTo([_JSONLines(logFile.write)])

@@ -49,10 +49,9 @@ async def serve(reactor: Any, port: int, redisURL: str) -> None:
 
     async def stop() -> None:
         # Drain (running requests finish, connections close with 1001),
-        # stop listening and leave the cluster; then close the sessions'
-        # Redis connections.
+        # stop listening, leave the cluster and close the sessions' Redis
+        # connections: the service stops all of them.
         await service.stopService()
-        await sessions.disconnect()
 
     try:
         service.startService()

@@ -6,22 +6,20 @@ L{LocalCluster}: the cluster of one server process, every server's default.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import ClassVar, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from webwire import wire
-from webwire.connection import Connection, encodeSignal
+from webwire.cluster._host import ClusterHost, SignalReceiver
+from webwire.connection import encodeSignal
 from webwire.errors import Disconnected, SessionsDisabled
-from webwire.interfaces import ICluster, IConnection
+from webwire.interfaces import IConnection, IServerCluster
 from webwire.metrics import NULL_OBSERVER, IServerObserver
 
-if TYPE_CHECKING:
-    from webwire.server import WebWireServerFactory
-
-__all__ = ["LocalCluster", "checkTopic"]
+__all__ = ["LocalCluster", "SessionCounts", "checkTopic"]
 
 MAX_TOPIC_LENGTH = 255
 """The longest topic, in bytes of UTF-8."""
@@ -46,7 +44,37 @@ def checkTopic(topic: str) -> str:
     return topic
 
 
-@implementer(ICluster)
+class SessionCounts:
+    """
+    How many connections of each session key this process holds.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def get(self, key: str) -> int:
+        """The connections of C{key} counted."""
+        return self._counts.get(key, 0)
+
+    def up(self, key: str) -> None:
+        """One more connection of C{key}."""
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def down(self, key: str) -> int:
+        """One connection of C{key} less; how many are left."""
+        left = self._counts.get(key, 0) - 1
+        if left > 0:
+            self._counts[key] = left
+            return left
+        self._counts.pop(key, None)
+        return 0
+
+    def items(self) -> list[tuple[str, int]]:
+        """Every key counted, with its count."""
+        return list(self._counts.items())
+
+
+@implementer(IServerCluster)
 class LocalCluster:
     """
     Reaches the connections of one server (see L{ICluster}); sessions'
@@ -55,23 +83,30 @@ class LocalCluster:
     Each signal is encoded once and the same bytes are sent to every
     connection it goes to. Connections closed meanwhile are skipped.
 
-    L{webwire.cluster.redis.RedisCluster} extends it to every process sharing a
-    Redis: it overrides L{_relay} (hand a message to the other processes)
-    and the counting methods.
+    L{webwire.cluster.redis.RedisCluster} holds one to reach the
+    connections of its own process, and tells the other processes itself:
+    the encoding, local delivery and counts are public here for it.
+
+    :ivar counts: The L{SessionCounts} of this process.
     """
 
     _log: ClassVar[Logger] = Logger()
 
     def __init__(self) -> None:
-        self._server: WebWireServerFactory | None = None
+        self._server: ClusterHost | None = None
         self._topics: dict[str, set[IConnection]] = {}
         self._subscriptions: dict[IConnection, set[str]] = {}
-        self._counts: dict[str, int] = {}
+        self.counts = SessionCounts()
 
     # Serving --------------------------------------------------------------
 
     @property
-    def server(self) -> WebWireServerFactory:
+    def isAttached(self) -> bool:
+        """Whether the cluster serves a server yet."""
+        return self._server is not None
+
+    @property
+    def server(self) -> ClusterHost:
         """
         The server served.
 
@@ -82,12 +117,15 @@ class LocalCluster:
         return self._server
 
     @property
-    def _observer(self) -> IServerObserver:
-        """The served server's observer (metrics), if it is served yet."""
+    def observer(self) -> IServerObserver:
+        """
+        The served server's observer (metrics), or one that does nothing
+        while the cluster is not attached.
+        """
         return self._server.observer if self._server is not None else NULL_OBSERVER
 
-    def attach(self, server: Any) -> None:
-        """Serve C{server} (see L{ICluster.attach})."""
+    def attach(self, server: ClusterHost) -> None:
+        """Serve C{server} (see L{IServerCluster.attach})."""
         if self._server is not None and self._server is not server:
             raise RuntimeError(f"{self!r} serves another server already")
         self._server = server
@@ -107,9 +145,8 @@ class LocalCluster:
         encoding: wire.Encoding | None = None,
     ) -> Deferred[None]:
         """Signal every connection of session C{key} (see L{ICluster})."""
-        data = self._encode(name, payload, encoding)
-        self._deliverToSession(key, data)
-        return self._relay(b"S", key, data)
+        self.deliverToSession(key, self.encode(name, payload, encoding))
+        return succeed(None)
 
     def broadcast(
         self,
@@ -118,9 +155,8 @@ class LocalCluster:
         encoding: wire.Encoding | None = None,
     ) -> Deferred[None]:
         """Signal every open connection (see L{ICluster})."""
-        data = self._encode(name, payload, encoding)
-        self._deliverToAll(data)
-        return self._relay(b"B", "", data)
+        self.deliverToAll(self.encode(name, payload, encoding))
+        return succeed(None)
 
     def publish(
         self,
@@ -131,9 +167,8 @@ class LocalCluster:
     ) -> Deferred[None]:
         """Signal every subscriber of C{topic} (see L{ICluster})."""
         checkTopic(topic)
-        data = self._encode(name, payload, encoding)
-        self._deliverToTopic(topic, data)
-        return self._relay(b"T", topic, data)
+        self.deliverToTopic(topic, self.encode(name, payload, encoding))
+        return succeed(None)
 
     def closeSession(self, key: str) -> Deferred[None]:
         """Close session C{key} everywhere (see L{ICluster.closeSession})."""
@@ -142,12 +177,48 @@ class LocalCluster:
             return fail(SessionsDisabled("the server has no sessions"))
         return sessions.closeLocally(key).addCallback(lambda _: sessions.destroy(key))
 
+    def encode(
+        self,
+        name: str,
+        payload: wire.PayloadLike,
+        encoding: wire.Encoding | None,
+    ) -> bytes:
+        """
+        A signal encoded for the server's connections (as
+        L{IConnection.signal} takes it).
+
+        :raises webwire.errors.InvalidMessage: If it must not be sent.
+        :raises webwire.errors.MessageTooLarge: If it exceeds the server's
+            message buffer size.
+        """
+        size = self.server.options.messageBufferSize
+        return encodeSignal(name, payload, encoding, size)
+
+    def deliverToSession(self, key: str, data: bytes) -> None:
+        """Send encoded signal C{data} to this server's connections of C{key}."""
+        self._deliver(self.server.sessionConnections(key), data)
+
+    def deliverToTopic(self, topic: str, data: bytes) -> None:
+        """Send encoded signal C{data} to the subscribers of C{topic} here."""
+        self._deliver(self.subscribers(topic), data)
+
+    def deliverToAll(self, data: bytes) -> None:
+        """Send encoded signal C{data} to every open connection here."""
+        self._deliver(self.server.connections, data)
+
+    def _deliver(self, connections: Iterable[IConnection], data: bytes) -> None:
+        for connection in connections:
+            try:
+                cast(SignalReceiver, connection).sendEncoded(data)
+            except Disconnected:
+                pass  # closed meanwhile
+
     # Topics ---------------------------------------------------------------
 
     def subscribe(self, connection: IConnection, topic: str) -> None:
         """Subscribe C{connection} to C{topic} (see L{ICluster})."""
         checkTopic(topic)
-        if not isinstance(connection, Connection):
+        if not isinstance(connection, SignalReceiver):
             raise TypeError(f"{connection!r} is not a connection of a WebWire server")
         if not connection.isActive:
             raise Disconnected(f"connection to {connection.peer} is closed")
@@ -184,64 +255,16 @@ class LocalCluster:
 
     def reserve(self, key: str, maximum: int) -> Deferred[bool]:
         """Count a connection of C{key} unless it has C{maximum} already."""
-        if maximum and self._counts.get(key, 0) >= maximum:
+        if maximum and self.counts.get(key) >= maximum:
             return succeed(False)
-        self._countUp(key)
+        self.counts.up(key)
         return succeed(True)
 
     def add(self, key: str) -> Deferred[None]:
         """Count a connection of C{key}."""
-        self._countUp(key)
+        self.counts.up(key)
         return succeed(None)
 
     def release(self, key: str) -> Deferred[int]:
         """Count a connection of C{key} less; the count left."""
-        return succeed(self._countDown(key))
-
-    def _countUp(self, key: str) -> None:
-        """One more connection of C{key} here."""
-        self._counts[key] = self._counts.get(key, 0) + 1
-
-    def _countDown(self, key: str) -> int:
-        """One connection of C{key} less here; how many are left here."""
-        left = self._counts.get(key, 0) - 1
-        if left > 0:
-            self._counts[key] = left
-            return left
-        self._counts.pop(key, None)
-        return 0
-
-    # For subclasses -------------------------------------------------------
-
-    def _relay(self, kind: bytes, target: str, data: bytes) -> Deferred[None]:
-        """
-        Hand an encoded signal to the other processes: C{kind} is C{b"S"}
-        (to session C{target}), C{b"T"} (to topic C{target}) or C{b"B"}
-        (to all). There are none here.
-        """
-        return succeed(None)
-
-    def _encode(
-        self,
-        name: str,
-        payload: wire.PayloadLike,
-        encoding: wire.Encoding | None,
-    ) -> bytes:
-        size = self.server.options.messageBufferSize
-        return encodeSignal(name, payload, encoding, size)
-
-    def _deliverToSession(self, key: str, data: bytes) -> None:
-        self._deliver(self.server.sessionConnections(key), data)
-
-    def _deliverToTopic(self, topic: str, data: bytes) -> None:
-        self._deliver(self.subscribers(topic), data)
-
-    def _deliverToAll(self, data: bytes) -> None:
-        self._deliver(self.server.connections, data)
-
-    def _deliver(self, connections: Iterable[IConnection], data: bytes) -> None:
-        for connection in connections:
-            try:
-                cast(Connection, connection).sendEncoded(data)
-            except Disconnected:
-                pass  # closed meanwhile
+        return succeed(self.counts.down(key))

@@ -71,10 +71,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.cluster import _envelope
-from webwire.cluster.local import LocalCluster
+from webwire.cluster._host import ClusterHost
+from webwire.cluster.local import LocalCluster, checkTopic
 from webwire.errors import SessionsDisabled
-from webwire.interfaces import ICluster
+from webwire.interfaces import IConnection, IServerCluster
+from webwire.metrics import IServerObserver
 from webwire.sessions.keys import shortKey
 from webwire.sessions.redis import (
     RECONNECT_DELAY,
@@ -205,7 +208,7 @@ class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
 
     def _failed(self, reason: Failure) -> None:
         self.cluster._log.failure("subscribing to Redis failed", reason)
-        self.cluster._observer.clusterFailure("subscribe")  # metrics
+        self.cluster.observer.clusterFailure("subscribe")  # metrics
         self.transport.loseConnection()
 
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
@@ -241,12 +244,16 @@ class _SubscriberFactory(Factory):
         self.cluster._log.error("cluster subscription: {why}", why=why)
 
 
-@implementer(ICluster, IService)
-class RedisCluster(LocalCluster, Service):
+@implementer(IServerCluster, IService)
+class RedisCluster(Service):
     """
     Reaches connections on every server process that shares a Redis (see
     the module's documentation for how), and counts each session's
     connections across them.
+
+    It holds a L{LocalCluster} for the connections of its own process
+    (delivery, topics, this process's counts) and adds what crosses
+    processes: publishing to the others, and counts kept in Redis.
 
     It is a service: started, it registers the process and subscribes;
     stopped, it unregisters and disconnects. L{webwire.service.WebWireService}
@@ -280,21 +287,17 @@ class RedisCluster(LocalCluster, Service):
         prefix: str = "webwire:cluster:",
         heartbeat: float = DEFAULT_HEARTBEAT,
         timeout: float = DEFAULT_TIMEOUT,
-        reactor: Any = None,
+        reactor: IWebWireReactor | None = None,
         nodeId: str | None = None,
     ) -> None:
-        LocalCluster.__init__(self)
+        self._local = LocalCluster()
         if not heartbeat > 0:
             raise ValueError(f"heartbeat must be positive, not {heartbeat!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         self._host, self._port, _, self._password = parseURL(url)
         self._url = url
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
-        self._reactor = reactor
+        self._reactor = defaultReactor(reactor)
         self.prefix = prefix
         self.heartbeat = heartbeat
         self.timeout = timeout
@@ -320,7 +323,7 @@ class RedisCluster(LocalCluster, Service):
         """Register the process, subscribe, and start the heartbeat."""
         Service.startService(self)
         # One connection: each process's commands reach Redis in order.
-        self._pool = connectionPool(self._url, 1, self.timeout)
+        self._pool = connectionPool(self._url, 1, self.timeout, self._reactor)
         endpoint = TCP4ClientEndpoint(
             self._reactor, self._host, self._port, timeout=self.timeout
         )
@@ -373,6 +376,48 @@ class RedisCluster(LocalCluster, Service):
 
         return left.addCallback(disconnect).addBoth(lambda _: None)
 
+    # Serving (see IServerCluster) ------------------------------------------
+
+    @property
+    def server(self) -> ClusterHost:
+        """
+        The server served.
+
+        :raises RuntimeError: If the cluster is not attached to one yet.
+        """
+        return self._local.server
+
+    @property
+    def observer(self) -> IServerObserver:
+        """The served server's observer (metrics); see L{LocalCluster}."""
+        return self._local.observer
+
+    def attach(self, server: ClusterHost) -> None:
+        """Serve C{server} (see L{IServerCluster.attach})."""
+        self._local.attach(server)
+
+    def connectionClosed(self, connection: IConnection) -> None:
+        """Forget the subscriptions of C{connection}."""
+        self._local.connectionClosed(connection)
+
+    # Topics (this process's subscriptions) --------------------------------
+
+    def subscribe(self, connection: IConnection, topic: str) -> None:
+        """Subscribe C{connection} to C{topic} (see L{ICluster})."""
+        self._local.subscribe(connection, topic)
+
+    def unsubscribe(self, connection: IConnection, topic: str) -> None:
+        """End the subscription of C{connection} to C{topic}, if any."""
+        self._local.unsubscribe(connection, topic)
+
+    def topicsOf(self, connection: IConnection) -> frozenset[str]:
+        """The topics C{connection} is subscribed to."""
+        return self._local.topicsOf(connection)
+
+    def subscribers(self, topic: str) -> list[IConnection]:
+        """The connections of this process subscribed to C{topic}."""
+        return self._local.subscribers(topic)
+
     # Subscription ---------------------------------------------------------
 
     @property
@@ -417,13 +462,13 @@ class RedisCluster(LocalCluster, Service):
         Deliver a message from another process to this one's connections.
         Nothing raised here may reach the subscription's connection.
         """
-        if self._server is None:
+        if not self._local.isAttached:
             return  # not serving yet: nobody to deliver to
         try:
             self._dispatch(message)
         except Exception:
             self._log.failure("delivering a cluster message failed")
-            self._observer.clusterFailure("deliver")  # metrics
+            self.observer.clusterFailure("deliver")  # metrics
 
     def _dispatch(self, message: bytes) -> None:
         try:
@@ -454,15 +499,59 @@ class RedisCluster(LocalCluster, Service):
             )
             return
         if envelope.kind == b"S":
-            self._deliverToSession(envelope.target, data)
+            self._local.deliverToSession(envelope.target, data)
         elif envelope.kind == b"T":
-            self._deliverToTopic(envelope.target, data)
+            self._local.deliverToTopic(envelope.target, data)
         else:
-            self._deliverToAll(data)
+            self._local.deliverToAll(data)
 
     # Delivery -------------------------------------------------------------
 
+    def signalSession(
+        self,
+        key: str,
+        name: str = "",
+        payload: wire.PayloadLike = None,
+        encoding: wire.Encoding | None = None,
+    ) -> Deferred[None]:
+        """
+        Signal every connection of session C{key}: this process's at once,
+        the others' through Redis (see L{ICluster}).
+        """
+        data = self._local.encode(name, payload, encoding)
+        self._local.deliverToSession(key, data)
+        return self._relay(b"S", key, data)
+
+    def broadcast(
+        self,
+        name: str = "",
+        payload: wire.PayloadLike = None,
+        encoding: wire.Encoding | None = None,
+    ) -> Deferred[None]:
+        """Signal every open connection of every process (see L{ICluster})."""
+        data = self._local.encode(name, payload, encoding)
+        self._local.deliverToAll(data)
+        return self._relay(b"B", "", data)
+
+    def publish(
+        self,
+        topic: str,
+        name: str = "",
+        payload: wire.PayloadLike = None,
+        encoding: wire.Encoding | None = None,
+    ) -> Deferred[None]:
+        """Signal every subscriber of C{topic}, on every process."""
+        checkTopic(topic)
+        data = self._local.encode(name, payload, encoding)
+        self._local.deliverToTopic(topic, data)
+        return self._relay(b"T", topic, data)
+
     def _relay(self, kind: bytes, target: str, data: bytes) -> Deferred[None]:
+        """
+        Hand an encoded signal (or a session close) to the other processes:
+        C{kind} is C{b"S"} (to session C{target}), C{b"T"} (to topic
+        C{target}), C{b"B"} (to all) or C{b"C"} (close session C{target}).
+        """
         if self._pool is None:
             return fail(RuntimeError(f"{self!r} is not started"))
         message = _envelope.pack(kind, self.nodeId, target, data)
@@ -470,7 +559,7 @@ class RedisCluster(LocalCluster, Service):
         return self._bounded(published).addCallbacks(lambda _: None, self._unpublished)
 
     def _unpublished(self, failure: Failure) -> Failure:
-        self._observer.clusterFailure("publish")  # metrics
+        self.observer.clusterFailure("publish")  # metrics
         return failure
 
     def closeSession(self, key: str) -> Deferred[None]:
@@ -480,7 +569,7 @@ class RedisCluster(LocalCluster, Service):
         """
         if self.server.sessions is None:
             return fail(SessionsDisabled("the server has no sessions"))
-        closed = LocalCluster.closeSession(self, key)
+        closed = self._local.closeSession(key)
         told = self._relay(b"C", key, b"")
 
         def untold(f: Failure) -> Failure:
@@ -499,19 +588,19 @@ class RedisCluster(LocalCluster, Service):
 
     def reserve(self, key: str, maximum: int) -> Deferred[bool]:
         """Count a connection of C{key} unless the cluster has C{maximum}."""
-        self._countUp(key)
+        self._local.counts.up(key)
         syncs = self._syncs
 
         def counted(result: list[Any]) -> bool:
             if int(result[1]):
                 return True
-            self._countDown(key)
+            self._local.counts.down(key)
             if self._syncs != syncs:
                 self._dirty = True  # a resync counted it meanwhile
             return False
 
         def failed(f: Failure) -> Failure:
-            self._countDown(key)
+            self._local.counts.down(key)
             return f
 
         reserved = self._count(_RESERVE, key, str(maximum))
@@ -519,12 +608,12 @@ class RedisCluster(LocalCluster, Service):
 
     def add(self, key: str) -> Deferred[None]:
         """Count a connection of C{key}."""
-        self._countUp(key)
+        self._local.counts.up(key)
         return self._count(_ADD, key).addCallback(lambda _: None)
 
     def release(self, key: str) -> Deferred[int]:
         """Count a connection of C{key} less; the cluster's count left."""
-        self._countDown(key)
+        self._local.counts.down(key)
         return self._count(_RELEASE, key).addCallback(lambda result: int(result[1]))
 
     def _count(self, script: str, *args: str) -> Deferred[list[Any]]:
@@ -571,7 +660,7 @@ class RedisCluster(LocalCluster, Service):
             self._dirty = True
             if not self.running:
                 return  # stopped meanwhile: the connection was closed
-            self._observer.clusterFailure("heartbeat")  # metrics
+            self.observer.clusterFailure("heartbeat")  # metrics
             if self._reachable:
                 self._reachable = False
                 self._log.warn(
@@ -586,7 +675,7 @@ class RedisCluster(LocalCluster, Service):
         """Write this node's counts to Redis, replacing what is there."""
         self._dirty = False
         self._syncs += 1
-        pairs = [str(part) for item in self._counts.items() for part in item]
+        pairs = [str(part) for item in self._local.counts.items() for part in item]
         synced = self._eval(_RESYNC, [self.prefix, self.nodeId, self._ttl, *pairs])
 
         def failed(f: Failure) -> Failure:

@@ -15,6 +15,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from webwire._reactor import defaultReactor
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
@@ -71,9 +73,7 @@ class ExpiringManager(Service):
         creating a manager installs no reactor).
         """
         if self._clock is None:
-            from twisted.internet import reactor
-
-            self._clock = reactor
+            self._clock = defaultReactor()
         return self._clock
 
     def _now(self) -> datetime:

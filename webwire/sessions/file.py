@@ -56,13 +56,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorThreads
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from webwire._reactor import defaultReactor
 from webwire.interfaces import IConnection, ISessionManager
 from webwire.sessions._expiry import ExpiringManager
 from webwire.sessions.keys import isSafeKey, shortKey
-from webwire.sessions.session import SessionLookupResult, formatTime, parseTime
+from webwire.sessions.session import (
+    SessionLookupResult,
+    documentFields,
+    formatTime,
+    parseTime,
+)
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -107,17 +114,22 @@ class CorruptSessionError(ValueError):
     """
 
 
-def _deferToReactorThreadPool(f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+def _threadsOf(clock: object) -> Callable[..., Deferred[Any]]:
     """
-    Run C{f(*args)} in the global reactor's thread pool (the reactor is
-    imported only now).
+    C{runInThread} for a manager with C{clock}: the thread pool of C{clock}
+    if it is a reactor with threads (an injected reactor), else that of the
+    global reactor (imported only when first used).
     """
-    from twisted.internet import reactor
-    from twisted.internet.interfaces import IReactorThreads
-    from twisted.internet.threads import deferToThreadPool
 
-    threads = IReactorThreads(reactor)
-    return deferToThreadPool(threads, threads.getThreadPool(), f, *args)
+    def runInThread(f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        from twisted.internet.threads import deferToThreadPool
+
+        threads = IReactorThreads(
+            clock if IReactorThreads.providedBy(clock) else defaultReactor()
+        )
+        return deferToThreadPool(threads, threads.getThreadPool(), f, *args)
+
+    return runInThread
 
 
 def _encode(creation: str, lastLookup: str, info: Mapping[str, Any] | None) -> bytes:
@@ -150,15 +162,10 @@ def _decode(data: bytes, name: str) -> _StoredSession:
         document = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as e:
         raise CorruptSessionError(f"{name}: invalid JSON ({e})") from None
-    if not isinstance(document, dict):
-        raise CorruptSessionError(f"{name}: not a JSON object")
-    creation, lastLookup = document.get("c"), document.get("l")
-    info = document.get("i")
-    if not isinstance(creation, str) or not isinstance(lastLookup, str):
-        raise CorruptSessionError(f'{name}: "c" and "l" must be time strings')
-    if info is not None and not isinstance(info, dict):
-        raise CorruptSessionError(f'{name}: "i" must be an object or null')
-    return creation, lastLookup, info
+    try:
+        return documentFields(document)
+    except ValueError as e:
+        raise CorruptSessionError(f"{name}: {e}") from None
 
 
 def _parseStoredTime(text: str, name: str) -> datetime:
@@ -227,8 +234,10 @@ class FileSessionManager(ExpiringManager):
         reactor.
     :param runInThread: C{runInThread(function, *args)} runs C{function} off
         the reactor thread and returns a Deferred of its result. Default:
-        the global reactor's thread pool. Tests may pass
-        C{twisted.internet.defer.maybeDeferred} to run everything at once.
+        the thread pool of C{clock} if it is a reactor (an injected reactor:
+        its own pool, results delivered on it), else the global reactor's.
+        Tests may pass C{twisted.internet.defer.maybeDeferred} to run
+        everything at once.
     :raises ValueError: If C{maxIdle} or C{sweepInterval} is not positive.
     :ivar directory: The absolute directory of the session files.
     """
@@ -251,7 +260,7 @@ class FileSessionManager(ExpiringManager):
         self.directory: FilePath[str] = FilePath(path)
         self._path = path
         self._runInThread: Callable[..., Deferred[Any]] = (
-            _deferToReactorThreadPool if runInThread is None else runInThread
+            _threadsOf(clock) if runInThread is None else runInThread
         )
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 

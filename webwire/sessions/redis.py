@@ -23,14 +23,21 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import txredisapi  # type: ignore[import-untyped]
+from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.interfaces import IConnection, ISessionManager
 from webwire.sessions.keys import KEY_ALPHABET, isSafeKey, shortKey
-from webwire.sessions.session import SessionLookupResult, formatTime, parseTime
+from webwire.sessions.session import (
+    SessionLookupResult,
+    documentFields,
+    formatTime,
+    parseTime,
+)
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -132,7 +139,9 @@ RECONNECT_MAX_DELAY = 2.0
 """The longest wait between attempts to reconnect to Redis."""
 
 
-def connectionPool(url: str, poolSize: int, timeout: float) -> Any:
+def connectionPool(
+    url: str, poolSize: int, timeout: float, reactor: IWebWireReactor | None = None
+) -> Any:
     """
     A lazy txredisapi connection pool for C{url}: it connects in the
     background and reconnects by itself, first after L{RECONNECT_DELAY}
@@ -140,11 +149,14 @@ def connectionPool(url: str, poolSize: int, timeout: float) -> Any:
     (txredisapi's own pools wait up to 10 seconds, which would keep a
     server failing for that long after Redis is back).
 
+    Its connections are made with C{reactor} (the global one if omitted).
+    txredisapi itself schedules its reconnection delays and reply timeouts
+    on the global reactor, whatever it is given: it takes no reactor
+    argument (1.6.0).
+
     :param timeout: Seconds connecting and each reply may take.
     :raises ValueError: If C{url} is not a C{redis://} URL.
     """
-    from twisted.internet import reactor
-
     host, port, db, password = parseURL(url)
     factory = txredisapi.RedisFactory(
         f"{host}:{port}",
@@ -168,16 +180,24 @@ def connectionPool(url: str, poolSize: int, timeout: float) -> Any:
             error=f.getErrorMessage(),
         )
     )
-    factory.startConnecting(HostnameEndpoint(reactor, host, port, timeout=timeout))
+    endpoint = HostnameEndpoint(defaultReactor(reactor), host, port, timeout=timeout)
+    factory.startConnecting(endpoint)
     return factory.handler
 
 
-@implementer(ISessionManager)
-class RedisSessionManager:
+@implementer(ISessionManager, IService)
+class RedisSessionManager(Service):
     """
     Keeps sessions in Redis, through a lazy txredisapi connection pool that
     connects on first use and reconnects by itself after an outage. See the
     module's documentation for the format.
+
+    It is a service: the pool is made when it starts (after twistd has
+    daemonized) and disconnected when it stops. L{webwire.service.WebWireService}
+    starts and stops the session manager of its server (after the server's
+    drain); a server run otherwise must start it, e.g. with
+    C{manager.setServiceParent(application)}. Its hooks fail with
+    C{RuntimeError} while it is not running.
 
     Every hook returns a Deferred. If Redis cannot be reached or does not
     answer within C{timeout} seconds, it fails (the server then logs the
@@ -216,7 +236,9 @@ class RedisSessionManager:
         or last lookup) before Redis forgets it; C{None} (the default):
         never. Redis counts whole seconds: this is rounded up.
     :param clock: The clock of lookup times and operation timeouts;
-        default: the global reactor.
+        default: C{reactor}.
+    :param reactor: What connects to Redis, and the default clock; the
+        global reactor if omitted.
     :param timeout: Seconds each operation may take (connecting included).
     :param poolSize: How many connections the pool keeps open.
     :raises ValueError: If C{url} is not a C{redis://} URL, C{prefix} does
@@ -234,6 +256,7 @@ class RedisSessionManager:
         clock: IReactorTime | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         poolSize: int = 2,
+        reactor: IWebWireReactor | None = None,
     ) -> None:
         if maxIdle is not None and not maxIdle > 0:
             raise ValueError(f"maxIdle must be positive or None, not {maxIdle!r}")
@@ -247,9 +270,13 @@ class RedisSessionManager:
         self.maxIdle = maxIdle
         self.prefix = prefix
         self.timeout = timeout
-        self._clock = clock
+        parseURL(url)  # a bad URL is refused now, not when started
+        self._url = url
+        self._poolSize = poolSize
+        self._reactor = reactor
+        self._clock: IReactorTime | None = clock if clock is not None else reactor
         self._ttl = "" if maxIdle is None else str(math.ceil(maxIdle))
-        self._pool: Any = connectionPool(url, poolSize, timeout)
+        self._pool: Any = None
 
     @property
     def clock(self) -> IReactorTime:
@@ -258,20 +285,46 @@ class RedisSessionManager:
         constructor, else the global reactor (imported on first use).
         """
         if self._clock is None:
-            from twisted.internet import reactor
-
-            self._clock = reactor
+            self._clock = defaultReactor()
         return self._clock
 
-    def disconnect(self) -> Deferred[None]:
+    def startService(self) -> None:
+        """Make the connection pool (it connects in the background)."""
+        super().startService()
+        self._pool = connectionPool(
+            self._url, self._poolSize, self.timeout, self._reactor
+        )
+
+    def stopService(self) -> Deferred[None]:
         """
-        Close the connections and stop reconnecting; the manager cannot be
-        used afterwards.
+        Close the connections and stop reconnecting.
 
         :returns: A Deferred that fires once every connection is closed.
         """
-        d: Deferred[Any] = self._pool.disconnect()
+        super().stopService()
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return succeed(None)
+        d: Deferred[Any] = pool.disconnect()
         return d.addCallback(lambda _: None)
+
+    def disconnect(self) -> Deferred[None]:
+        """
+        Stop the service (see L{stopService}); kept for code written before
+        the manager was a service.
+        """
+        return self.stopService()
+
+    @property
+    def _redis(self) -> Any:
+        """
+        The connection pool.
+
+        :raises RuntimeError: If the service is not running.
+        """
+        if self._pool is None:
+            raise RuntimeError(f"{self!r} is not started")
+        return self._pool
 
     def _bounded(self, d: Deferred[_T]) -> Deferred[_T]:
         """
@@ -307,9 +360,10 @@ class RedisSessionManager:
                 "l": formatTime(session.lastLookup),
                 "i": _dumpInfo(session.info),
             }
+            redis = self._redis
         except Exception:
             return fail()
-        d: Deferred[Any] = self._pool.eval(
+        d: Deferred[Any] = redis.eval(
             _STORE_SCRIPT,
             keys=[self._name(key)],
             args=[fields["c"], fields["l"], fields["i"], self._ttl],
@@ -330,8 +384,12 @@ class RedisSessionManager:
         """
         if not isSafeKey(key):
             return succeed(None)
+        try:
+            redis = self._redis
+        except RuntimeError:
+            return fail()
         now = formatTime(datetime.fromtimestamp(self.clock.seconds(), UTC))
-        d: Deferred[Any] = self._pool.eval(
+        d: Deferred[Any] = redis.eval(
             _LOOKUP_SCRIPT, keys=[self._name(key)], args=[now, self._ttl]
         )
 
@@ -351,7 +409,11 @@ class RedisSessionManager:
         """
         if not isSafeKey(key):
             return succeed(None)
-        d: Deferred[Any] = self._pool.delete(self._name(key))
+        try:
+            redis = self._redis
+        except RuntimeError:
+            return fail()
+        d: Deferred[Any] = redis.delete(self._name(key))
         return self._bounded(d).addCallback(lambda _: None)
 
 
@@ -363,11 +425,12 @@ def _parseStored(stored: Any, name: str) -> SessionLookupResult:
     """
     try:
         creationText, lastLookupText, infoText = stored
-        if not isinstance(creationText, str) or not isinstance(lastLookupText, str):
-            raise ValueError('"c" and "l" must be time strings')
-        info = json.loads(infoText) if infoText is not None else None
-        if info is not None and not isinstance(info, dict):
-            raise ValueError('"i" must be a JSON object or null')
+        document = {
+            "c": creationText,
+            "l": lastLookupText,
+            "i": json.loads(infoText) if infoText is not None else None,
+        }
+        creationText, lastLookupText, info = documentFields(document)
         return SessionLookupResult(
             parseTime(creationText), parseTime(lastLookupText), info or {}
         )

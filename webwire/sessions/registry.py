@@ -34,11 +34,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from webwire import wire
-from webwire.errors import Disconnected, SessionActive
+from webwire.errors import (
+    Disconnected,
+    InternalError,
+    MaxSessionConnections,
+    SessionActive,
+    SessionNotFound,
+)
 from webwire.interfaces import (
-    ICluster,
     IConnection,
+    IServerCluster,
     ISessionKeyGenerator,
     ISessionManager,
 )
@@ -65,10 +70,20 @@ class SessionChannel(Protocol):
     @property
     def connection(self) -> IConnection | None: ...
 
-    @property
-    def messageBufferSize(self) -> int: ...
+    def sendSessionCreated(self, session: Session) -> None:
+        """
+        Tell the client that C{session} was created for it.
 
-    def sendUnsolicited(self, data: bytes) -> None: ...
+        :raises Exception: If it cannot be told (closed, or the session
+            document does not fit a message); the session is not created.
+        """
+
+    def sendSessionClosed(self) -> None:
+        """
+        Tell the client that its session was closed.
+
+        :raises Disconnected: If the connection is closed.
+        """
 
 
 class SessionRegistry:
@@ -79,7 +94,7 @@ class SessionRegistry:
     :ivar keyGenerator: The L{ISessionKeyGenerator} that makes keys.
     :ivar maxConnections: Connections one session may have at once; 0 for
         no limit (only restores are limited, as in the original server).
-    :ivar cluster: The L{ICluster} that counts each session's connections.
+    :ivar cluster: The L{IServerCluster} that counts each session's connections.
     :ivar observer: The L{IServerObserver} told of sessions and failures.
     """
 
@@ -89,7 +104,7 @@ class SessionRegistry:
         keyGenerator: ISessionKeyGenerator,
         maxConnections: int,
         clock: IReactorTime,
-        cluster: ICluster,
+        cluster: IServerCluster,
         observer: IServerObserver = NULL_OBSERVER,
     ) -> None:
         self.manager = manager
@@ -127,9 +142,7 @@ class SessionRegistry:
             key = checkKey(self.keyGenerator.generate())
             now = self._now()
             session = Session(key, now, now, info)
-            channel.sendUnsolicited(
-                wire.encodeSessionCreated(session.toJSON(), channel.messageBufferSize)
-            )
+            channel.sendSessionCreated(session)
         except Exception as e:
             return fail(e)
         self._attach(key, channel)
@@ -162,35 +175,60 @@ class SessionRegistry:
         return created
 
     def restore(
-        self, channel: SessionChannel, identifier: bytes, key: str
-    ) -> Deferred[bytes]:
+        self,
+        channel: SessionChannel,
+        key: str,
+        accept: Callable[[Session], object] = lambda session: None,
+    ) -> Deferred[Session]:
         """
-        Answer a client's restore-session request.
+        Restore session C{key} on C{channel}, for a client's request.
 
-        A key that is not valid (L{isSafeKey}) is answered "session not
-        found" at once, before the cluster or the session manager sees it.
+        A key that is not valid (L{isSafeKey}) is not found at once, before
+        the cluster or the session manager sees it.
 
-        :returns: A Deferred firing with the encoded reply: the session JSON
-            as a UTF-8 reply, or session-not-found, maximum connections
-            reached or internal error.
+        :param accept: Called with the session found, before the connection
+            takes it (the protocol builds its reply there); if it raises, the
+            restore fails as a failed lookup does.
+        :returns: A Deferred firing with the L{Session} now held by the
+            connection, or failing with L{SessionNotFound},
+            L{MaxSessionConnections}, L{InternalError} (the cause is logged)
+            or L{CancelledError} (the lookup was cancelled; logged).
         """
-        return Deferred.fromCoroutine(self._restore(channel, identifier, key))
+        restoring = Deferred.fromCoroutine(self._restore(channel, key, accept))
+        return restoring.addCallbacks(self._restored, self._restoreFailed)
+
+    def _restored(self, session: Session) -> Session:
+        self.observer.sessionRestored()  # metrics
+        return session
+
+    def _restoreFailed(self, failure: Failure) -> Failure:
+        """Count a failed restore by reason (metrics), and pass it on."""
+        if failure.check(SessionNotFound):
+            self.observer.restoreFailed("not_found")
+        elif failure.check(MaxSessionConnections):
+            self.observer.restoreFailed("limit")
+        else:
+            self.observer.restoreFailed("error")
+        return failure
 
     async def _restore(
-        self, channel: SessionChannel, identifier: bytes, key: str
-    ) -> bytes:
+        self,
+        channel: SessionChannel,
+        key: str,
+        accept: Callable[[Session], object],
+    ) -> Session:
         if not isSafeKey(key):
             # Never a key of ours: neither the cluster's counts nor the
             # session manager see it.
-            self.observer.restoreFailed("not_found")
-            return wire.encodeSpecialReply(
-                wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
-            )
+            raise SessionNotFound(key)
         events = eventsOf(channel)
         held = channel.session is not None and channel.session.key == key
         if not held:
             try:
                 counted = await self.cluster.reserve(key, self.maxConnections)
+            except CancelledError:
+                self._cancelled(events, key)
+                raise
             except Exception:
                 events.failure(
                     _log,
@@ -198,61 +236,21 @@ class SessionRegistry:
                     "counting the connections of session {key} failed",
                     key=shortKey(key),
                 )
-                self.observer.clusterFailure("count")
-                self.observer.restoreFailed("error")
-                return _internalError(identifier)
+                self.observer.clusterFailure("count")  # metrics
+                raise InternalError("counting connections failed") from None
             if not counted:
-                self.observer.restoreFailed("limit")
-                return wire.encodeSpecialReply(
-                    wire.MessageType.REPLY_MAX_SESSION_CONNECTIONS_REACHED,
-                    identifier,
-                )
-        session: Session | None = None
+                raise MaxSessionConnections(key)
         try:
-            result = await _call(self.manager.onSessionLookup, key)
-            if result is None:
-                self.observer.restoreFailed("not_found")
-                reply = wire.encodeSpecialReply(
-                    wire.MessageType.REPLY_SESSION_NOT_FOUND, identifier
-                )
-            elif not isinstance(result, SessionLookupResult):
-                raise TypeError(
-                    f"the session manager's lookup returned {result!r}, not a "
-                    "SessionLookupResult or None"
-                )
-            else:
-                session = Session(key, result.creation, result.lastLookup, result.info)
-                reply = wire.encodeReply(
-                    identifier,
-                    session.toJSON(),
-                    wire.Encoding.UTF8,
-                    channel.messageBufferSize,
-                )
-        except CancelledError:
-            events.emit(
-                _log,
-                "session restore cancelled",
-                LogLevel.warn,
-                "restoring session {key} was cancelled",
-                key=shortKey(key),
-            )
-            self.observer.restoreFailed("error")
-            session, reply = None, _internalError(identifier)
-        except Exception:
-            events.failure(
-                _log,
-                "session restore failed",
-                "restoring session {key} failed",
-                key=shortKey(key),
-            )
-            self.observer.sessionManagerFailure("lookup")
-            self.observer.restoreFailed("error")
-            session, reply = None, _internalError(identifier)
+            session = await self._lookup(key, accept, events)
+        except BaseException:
+            if not held:
+                self._count(self.cluster.release(key), key, events)
+            raise
         if held:
-            return reply
-        if session is None or not channel.isActive:
+            return session
+        if not channel.isActive:
             self._count(self.cluster.release(key), key, events)
-            return reply
+            return session
         if channel.session is not None:
             # Restoring another session on a connection that has one: the
             # old one is let go of first, not destroyed.
@@ -268,21 +266,63 @@ class SessionRegistry:
             "session {key} restored",
             key=shortKey(key),
         )
-        self.observer.sessionRestored()
-        return reply
+        return session
 
-    def clientClose(
-        self, channel: SessionChannel, identifier: bytes
-    ) -> Deferred[bytes]:
+    async def _lookup(
+        self,
+        key: str,
+        accept: Callable[[Session], object],
+        events: RepeatedEvents,
+    ) -> Session:
         """
-        Answer a client's close-session request: detach the session from the
-        connection (destroying it if this was its last connection), then an
-        empty binary reply. The client gets no session-closed notification.
+        Ask the session manager for session C{key}, and let C{accept} see it.
+
+        :raises SessionNotFound: If the manager does not know it.
+        :raises InternalError: If the lookup or C{accept} failed (logged).
+        :raises CancelledError: If the lookup was cancelled (logged).
         """
-        done = self._close(channel)
-        return done.addCallback(
-            lambda _: wire.encodeReply(identifier, b"", wire.Encoding.BINARY)
+        try:
+            result = await _call(self.manager.onSessionLookup, key)
+            if result is None:
+                raise SessionNotFound(key)
+            if not isinstance(result, SessionLookupResult):
+                raise TypeError(
+                    f"the session manager's lookup returned {result!r}, not a "
+                    "SessionLookupResult or None"
+                )
+            session = Session(key, result.creation, result.lastLookup, result.info)
+            accept(session)
+        except (SessionNotFound, CancelledError) as e:
+            if isinstance(e, CancelledError):
+                self._cancelled(events, key)
+            raise
+        except Exception:
+            events.failure(
+                _log,
+                "session restore failed",
+                "restoring session {key} failed",
+                key=shortKey(key),
+            )
+            self.observer.sessionManagerFailure("lookup")  # metrics
+            raise InternalError("restoring the session failed") from None
+        return session
+
+    def _cancelled(self, events: RepeatedEvents, key: str) -> None:
+        events.emit(
+            _log,
+            "session restore cancelled",
+            LogLevel.warn,
+            "restoring session {key} was cancelled",
+            key=shortKey(key),
         )
+
+    def clientClose(self, channel: SessionChannel) -> Deferred[None]:
+        """
+        A client's close-session request: detach the session from the
+        connection (destroying it if this was its last connection). The
+        client gets no session-closed notification, only its reply.
+        """
+        return self._close(channel)
 
     def closeOn(self, channel: SessionChannel, destroy: bool = True) -> Deferred[None]:
         """
@@ -293,7 +333,7 @@ class SessionRegistry:
         if channel.session is None:
             return succeed(None)
         try:
-            channel.sendUnsolicited(wire.encodeSessionClosed())
+            channel.sendSessionClosed()
         except Disconnected:
             pass
         return self._close(channel, destroy)
@@ -432,7 +472,3 @@ class SessionRegistry:
 def _call(hook: Callable[..., object], *args: object) -> Deferred[Any]:
     """Call a session manager hook: a value, Deferred or coroutine."""
     return maybeDeferred(hook, *args)
-
-
-def _internalError(identifier: bytes) -> bytes:
-    return wire.encodeSpecialReply(wire.MessageType.REPLY_INTERNAL_ERROR, identifier)

@@ -91,6 +91,28 @@ def parseTime(text: str) -> datetime:
     )
 
 
+def documentFields(
+    document: object,
+) -> tuple[str, str, dict[str, Any] | None]:
+    """
+    The creation time, last lookup time (as written) and info of a session
+    document: a JSON object with time strings C{"c"} and C{"l"} and an
+    optional object (or C{null}) C{"i"}, as the protocol sends sessions
+    and the session managers store them.
+
+    :raises ValueError: If C{document} is not such an object.
+    """
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    creation, lastLookup = document.get("c"), document.get("l")
+    info = document.get("i")
+    if not isinstance(creation, str) or not isinstance(lastLookup, str):
+        raise ValueError('"c" and "l" must be time strings')
+    if info is not None and not isinstance(info, dict):
+        raise ValueError('"i" must be a JSON object or null')
+    return creation, lastLookup, info
+
+
 def _frozenInfo(info: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return deepcopy(dict(info)) if info else {}
 
@@ -151,12 +173,12 @@ class Session:
         """
         try:
             document = json.loads(data)
-            key, creation, lastLookup = document["k"], document["c"], document["l"]
-            info = document.get("i") or {}
-        except (ValueError, TypeError, KeyError) as e:
+            if isinstance(document, dict) and not document.get("i"):
+                document = {**document, "i": None}  # any empty info: none
+            creation, lastLookup, info = documentFields(document)
+        except (ValueError, RecursionError) as e:
             raise ValueError(f"not a session document: {e}") from None
-        if not isinstance(key, str) or not key or not isinstance(info, dict):
-            raise ValueError("not a session document: bad key or info")
-        if not isinstance(creation, str) or not isinstance(lastLookup, str):
-            raise ValueError("not a session document: times must be strings")
-        return cls(key, parseTime(creation), parseTime(lastLookup), info)
+        key = document.get("k")
+        if not isinstance(key, str) or not key:
+            raise ValueError("not a session document: bad key")
+        return cls(key, parseTime(creation), parseTime(lastLookup), info or {})
