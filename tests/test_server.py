@@ -428,7 +428,7 @@ class HandshakeTests(ServerTestCase):
         written: list[bytes] = []
 
         def onConnected(connection: IConnection) -> None:
-            [protocol] = harness.factory._protocols
+            [protocol] = harness.factory.servedProtocols
             transport: object = protocol.transport
             assert isinstance(transport, MemoryTransport)
             written.append(b"".join(transport.stream))

@@ -196,6 +196,8 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._deadline: IDelayedCall | None = None
         self._pumping = False
         self._disconnected = False
+        # Set by drain(): the server shuts down.
+        self._shuttingDown = False
         self._closeCode = CLOSE_NORMAL
         self._closeReason = ""
         self._closeWaiters: list[Deferred[None]] = []
@@ -213,6 +215,18 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     @property
     def _stream(self) -> _StreamTransport:
         return cast(_StreamTransport, self.transport)
+
+    # What the server uses -------------------------------------------------
+
+    @property
+    def runningHandlers(self) -> int:
+        """How many of this connection's handlers run now."""
+        return self._busy
+
+    @property
+    def isDisconnected(self) -> bool:
+        """C{True} once the connection is closed."""
+        return self._disconnected
 
     # What the Connection uses ---------------------------------------------
 
@@ -374,7 +388,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         application's C{beforeUpgrade} says (if it has one).
         """
         factory = self.factory
-        if factory._shuttingDown:
+        if factory.isShuttingDown:
             raise ConnectionDeny(
                 ConnectionDeny.SERVICE_UNAVAILABLE, "server shutting down"
             )
@@ -457,7 +471,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._stream.registerProducer(_WriteMonitor(self), True)
         if self.guard is not None:
             self.guard.upgraded()
-        factory._opened(self)
+        factory.connectionOpened(self)
         self._lastRead = clock.seconds()
         self._deadline = clock.callLater(
             factory.options.readTimeout, self._checkDeadline
@@ -482,7 +496,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         except wire.ProtocolViolation as e:
             self._violation(CLOSE_PROTOCOL_ERROR, str(e))
             return
-        if self.factory._shuttingDown:
+        if self._shuttingDown:
             self._dispatch(message)
         elif self._queue or self._connectHookPending or self._atLimit():
             self._queue.append(message)
@@ -510,7 +524,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             self._deadline.cancel()
         self._deadline = None
         if opened:
-            self.factory._closed(self)
+            self.factory.connectionClosed(self)
             why = f"WebSocket closed (code {code}): {reason or 'no reason'}"
             failure = Failure(ConnectionDone(why) if wasClean else ConnectionLost(why))
             hook = _callHook(
@@ -550,7 +564,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         kind = type(message)
         if kind is wire.Request:
             assert isinstance(message, wire.Request)
-            if self.factory._shuttingDown:
+            if self._shuttingDown:
                 reply = self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
                 self.factory.observer.requestDone(message.name, reply, None)  # metrics
                 self._sendReply(reply)
@@ -558,11 +572,11 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 self._runRequest(message)
         elif kind is wire.Signal:
             assert isinstance(message, wire.Signal)
-            if not self.factory._shuttingDown:
+            if not self._shuttingDown:
                 self._runSignal(message)
         elif kind is wire.RestoreSession or kind is wire.CloseSession:
             assert isinstance(message, (wire.RestoreSession, wire.CloseSession))
-            if self.factory._shuttingDown:
+            if self._shuttingDown:
                 self._sendReply(
                     self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
                 )
@@ -823,10 +837,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             if not self._busy:
                 self._finishClosing()
         elif self._disconnected and not self._busy:
-            self.factory._forget(self)
             self.events.summarise()  # what happened after the disconnect
-        if self.factory._draining:
-            self.factory._checkDrained()
+        if self._disconnected or self._shuttingDown:
+            # Only then does the server's bookkeeping care.
+            self.factory.handlerFinished(self)
 
     def _pump(self) -> None:
         """
@@ -854,17 +868,20 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             self.closeGracefully(self._violationCode, self._violationReason)
         self._updateReading()
 
-    def _beginShutdown(self) -> None:
+    def drain(self) -> None:
         """
         The server shuts down: answer what waits in the queue (requests get
-        ReplyShutdown, signals are dropped) and read again, so that new
-        requests are answered at once.
+        ReplyShutdown, signals are dropped), answer every request read from
+        now on with ReplyShutdown, and read again, so that new requests are
+        answered at once. Running handlers go on.
         """
+        self._shuttingDown = True
         while self._queue:
             self._dispatch(self._queue.popleft())
         self._updateReading()
 
-    def _cancelHandlers(self) -> None:
+    def cancelHandlers(self) -> None:
+        """Cancel the handlers running now that returned a Deferred."""
         for handler in list(self._pending):
             handler.cancel()
 
@@ -920,7 +937,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         """
         return (
             self._state is _OPEN
-            and not self.factory._shuttingDown
+            and not self._shuttingDown
             and (self._connectHookPending or bool(self._queue) or self._atLimit())
         )
 
