@@ -471,7 +471,7 @@ class HandshakeTests(ServerTestCase):
         pair = self.harness().connect()
         pair.server.dataReceived(maskedFrames(request(1, b"a"), request(2, b"b")))
         self.assertEqual(self.app.requests, [])
-        self.assertEqual(len(pair.server._queue), 2)
+        self.assertEqual(pair.server.dispatcher.queued, 2)
         hook.callback(None)
         pair.flush()
         self.assertEqual(self.app.started(), [1, 2])
@@ -682,7 +682,7 @@ class HeartbeatTests(ServerTestCase):
             pair.client.sendMessage(HEARTBEAT, isBinary=True)
             harness.advance(0.001)
         self.assertEqual(len(harness.clock.getDelayedCalls()), calls)
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         self.assertEqual(pair.replies, [])
         self.assertEqual(webwireEvents(observer), [])
         pair.send(request(1, b"x"))
@@ -698,7 +698,7 @@ class HeartbeatTests(ServerTestCase):
         calls = len(harness.clock.getDelayedCalls())
         pair.send(*[HEARTBEAT] * 1000)
         self.assertEqual(len(harness.clock.getDelayedCalls()), calls)
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         self.assertEqual(pair.replies, [])
 
     def test_heartbeatsWhileConnectHookRuns(self) -> None:
@@ -710,7 +710,7 @@ class HeartbeatTests(ServerTestCase):
         harness = self.harness()
         pair = harness.connect()
         pair.server.dataReceived(maskedFrames(*[HEARTBEAT] * 100))
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
 
 
 class ConcurrencyTests(ServerTestCase):
@@ -730,7 +730,7 @@ class ConcurrencyTests(ServerTestCase):
         pair = self.harness(ServerOptions(concurrency=2)).connect()
         pair.send(*(request(n) for n in range(1, 6)))
         self.assertEqual(self.app.started(), [1, 2])
-        self.assertEqual(len(pair.server._queue), 3)
+        self.assertEqual(pair.server.dispatcher.queued, 3)
         self.assertEqual(pair.serverTransport.producerState, "paused")
 
         self.app.pending[ident(2)].callback(b"two")
@@ -746,7 +746,7 @@ class ConcurrencyTests(ServerTestCase):
         self.app.pending[ident(3)].callback(b"three")
         pair.flush()
         self.assertEqual(self.app.started(), [1, 2, 3, 4, 5])
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         # Two handlers (4 and 5) run: still at the limit.
         self.assertEqual(pair.serverTransport.producerState, "paused")
 
@@ -791,13 +791,13 @@ class ConcurrencyTests(ServerTestCase):
         self.assertEqual(pair.serverTransport.producerState, "paused")
         pair.send(request(3))
         self.assertEqual(self.app.started(), [1])
-        self.assertEqual(len(pair.server._queue), 1)
+        self.assertEqual(pair.server.dispatcher.queued, 1)
         # The request waits on the client's side, as it would in the kernel.
         self.assertNotEqual(pair.clientTransport.stream, [])
         self.app.pending[ident(1)].callback(None)
         pair.flush()
         self.assertEqual(self.app.started(), [1, 2])
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         self.app.pending[ident(2)].callback(None)
         pair.flush()
         self.assertEqual(self.app.started(), [1, 2, 3])
@@ -852,7 +852,7 @@ class ConcurrencyTests(ServerTestCase):
         pair = self.harness(ServerOptions(concurrency=None)).connect()
         pair.send(*(request(n) for n in range(1, 201)))
         self.assertEqual(self.app.started(), list(range(1, 201)))
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         self.assertEqual(pair.serverTransport.producerState, "producing")
         for n in reversed(range(1, 201)):
             self.app.pending[ident(n)].callback(None)
@@ -1054,7 +1054,7 @@ class ShutdownTests(ServerTestCase):
         harness = self.harness(ServerOptions(concurrency=1))
         pair = harness.connect()
         pair.send(request(1), request(2), signal("queued"), request(3))
-        self.assertEqual(len(pair.server._queue), 3)
+        self.assertEqual(pair.server.dispatcher.queued, 3)
         done = harness.factory.shutdown()
         pair.flush()
         self.assertEqual(

@@ -1,25 +1,26 @@
 # -*- test-case-name: tests.test_server -*-
 """
-The server side of one WebWire connection: an Autobahn WebSocket protocol.
+The server side of one WebWire connection: a thin Autobahn adapter.
 
 A L{WebWireServerFactory} serves one application (an L{IWebWireServer}) on
 any number of listening ports. Each connection gets a
-L{WebWireServerProtocol}, which
+L{WebWireServerProtocol}, which owns what touches the WebSocket and the
+transport:
 
-  - sends AcceptConf as its first message and then calls the application's
-    C{onClientConnected}, reading nothing until that returns;
-  - parses every binary message with L{webwire.wire.parse} and dispatches
-    requests and signals to the application, at most
-    L{ServerOptions.concurrency} at a time per connection;
-  - turns every handler outcome into exactly one reply: a value becomes a
-    reply, L{RequestError} an error reply, anything else an internal-error
-    reply plus a logged traceback (the exception text never reaches the
-    client);
-  - closes the connection on any malformed message (close code 1002, 1003
-    for text messages, 1009 for oversized ones) without answering it: the
-    messages read before it are still handled and answered, nothing after
-    it is, and the Close frame follows the last reply;
-  - drops the connection when the client stays silent for the read timeout.
+  - the upgrade (bounded request head, origin, paths, the application's
+    C{beforeUpgrade}), then AcceptConf as the first message;
+  - parsing every binary message with L{webwire.wire.parse} and handing it
+    to its L{webwire._dispatch.Dispatcher}, the transport-free part that
+    queues, runs the application's handlers at most
+    L{ServerOptions.concurrency} at a time, builds every reply and orders
+    a violation and a close after what was read before;
+  - violations: any malformed message closes the connection (close code
+    1002, 1003 for text messages, 1009 for oversized ones) without
+    answering it: the messages read before it are still handled and
+    answered, nothing after it is, and the Close frame follows the last
+    reply;
+  - dropping the connection when the client stays silent for the read
+    timeout.
 
 Closing: once the Close frame is sent, the output is flushed, FIN follows
 and the server reads on (discarding) until the client closes its end, for
@@ -27,7 +28,7 @@ at most L{ServerOptions.closeTimeout}; then the connection is aborted.
 Whatever the state, no message larger than the message buffer size is ever
 buffered: its data is discarded as it arrives.
 
-Flow control: one method, C{_updateReading}, decides whether the transport
+Flow control: one method, C{updateReading}, decides whether the transport
 reads. It stops reading while the application's connect hook runs, while the
 connection is at its concurrency limit (messages already read wait in a
 queue, so nothing is dropped), and while the transport's write buffer is
@@ -42,8 +43,6 @@ never logged.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
@@ -53,10 +52,7 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import (
-    CancelledError,
     Deferred,
-    maybeDeferred,
-    succeed,
 )
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
@@ -69,13 +65,18 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._dispatch import (
+    CLOSE_PROTOCOL_ERROR,
+    ConnectionState,
+    Dispatcher,
+    callHook,
+)
 from webwire.connection import Connection, HandshakeRequest
-from webwire.errors import Disconnected, RequestError, UpgradeRefused
+from webwire.errors import Disconnected, UpgradeRefused
 from webwire.guard import GuardedConnection, lingeringClose
 from webwire.handshake import cookiesOf, originAllowed
 from webwire.interfaces import (
     ICluster,
-    IConnection,
     IUpgradeGuard,
 )
 from webwire.logonce import RepeatedEvents
@@ -90,10 +91,8 @@ __all__ = ["WebWireServerProtocol"]
 
 CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
-CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_UNSUPPORTED_DATA: Final = 1003
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
-CLOSE_INTERNAL_ERROR: Final = 1011
 
 _MAX_REQUEST_HEAD: Final = 16384
 """Bytes of an upgrade request's line and headers (twisted.web's limit)."""
@@ -105,12 +104,8 @@ _CONNECTION_DONE: Final = Failure(ConnectionDone())
 _EPSILON: Final = 0.001
 """Timers treat what is due within a millisecond as due (float sums drift)."""
 
-# Connection states. OPENING lasts until the WebSocket handshake completes;
-# CLOSING from a close request until the running handlers are done.
-_OPENING: Final = "opening"
-_OPEN: Final = "open"
-_CLOSING: Final = "closing"
-_CLOSED: Final = "closed"
+_OPEN: Final = ConnectionState.OPEN
+_CLOSED: Final = ConnectionState.CLOSED
 
 
 class _StreamTransport(Protocol):
@@ -123,11 +118,6 @@ class _StreamTransport(Protocol):
     def resumeProducing(self) -> None: ...
     def loseConnection(self) -> None: ...
     def abortConnection(self) -> None: ...
-
-
-def _callHook(hook: Callable[..., object], *args: object) -> Deferred[Any]:
-    """Call an application hook; it may return a value, Deferred or coroutine."""
-    return maybeDeferred(hook, *args)
 
 
 @implementer(IPushProducer)
@@ -162,25 +152,14 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     guard: GuardedConnection | None = None
     """What counted and timed this connection from its TCP accept."""
 
+    dispatcher: Dispatcher
+    """The transport-free part: what happens to the messages read."""
+
     def __init__(self) -> None:
         super().__init__()
         self.connection: Connection | None = None
-        self._state = _OPENING
         self._handshake: HandshakeRequest | None = None
-        self._queue: deque[wire.Message] = deque()
-        # Handlers running now; those that returned a Deferred are also in
-        # _pending, so that a shutdown can cancel them.
-        self._busy = 0
-        self._pending: set[Deferred[Any]] = set()
-        self._limit: int | None = None
-        # A session request runs inline: nothing else starts meanwhile.
-        self._inline = False
         self.session: Session | None = None
-        self._connectHookPending = False
-        # After a violation: nothing more is read as a message.
-        self._inputEnded = False
-        self._violationCode = CLOSE_PROTOCOL_ERROR
-        self._violationReason = ""
         # The data of the message being received is dropped as it arrives.
         self._discarding = False
         # Frames cannot be parsed any more: every byte is dropped.
@@ -189,28 +168,18 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._lingering = False
         self._closeTimer: IDelayedCall | None = None
         self._handshakeStarted = False
-        self._reading = True
+        self.reading = True
         self._writeCongested = False
         self._bytesWhileCongested = 0
         self._lastRead = 0.0
         self._deadline: IDelayedCall | None = None
-        self._pumping = False
-        self._disconnected = False
-        # Set by drain(): the server shuts down.
-        self._shuttingDown = False
-        self._closeCode = CLOSE_NORMAL
-        self._closeReason = ""
-        self._closeWaiters: list[Deferred[None]] = []
         # What one message can make happen again and again is logged once.
         self.events = RepeatedEvents("")
 
     def __repr__(self) -> str:
-        return f"<WebWireServerProtocol {self.peer} {self._state}>"
-
-    @property
-    def _connection(self) -> IConnection:
-        # Only used once the connection is open.
-        return cast(IConnection, self.connection)
+        dispatcher = getattr(self, "dispatcher", None)
+        state = dispatcher.state.value if dispatcher is not None else "new"
+        return f"<WebWireServerProtocol {self.peer} {state}>"
 
     @property
     def _stream(self) -> _StreamTransport:
@@ -221,12 +190,22 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     @property
     def runningHandlers(self) -> int:
         """How many of this connection's handlers run now."""
-        return self._busy
+        return self.dispatcher.runningHandlers
 
     @property
     def isDisconnected(self) -> bool:
         """C{True} once the connection is closed."""
-        return self._disconnected
+        return self.dispatcher.disconnected
+
+    def drain(self) -> None:
+        """
+        The server shuts down: see L{Dispatcher.drain}.
+        """
+        self.dispatcher.drain()
+
+    def cancelHandlers(self) -> None:
+        """Cancel the handlers running now that returned a Deferred."""
+        self.dispatcher.cancelHandlers()
 
     # What the Connection uses ---------------------------------------------
 
@@ -236,7 +215,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         C{True} while the connection is open and not closing (after a
         violation it is closing, though what was read before is handled).
         """
-        return self._state is _OPEN and not self._inputEnded
+        return self.dispatcher.isActive
 
     @property
     def messageBufferSize(self) -> int:
@@ -259,40 +238,33 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
         :raises Disconnected: If the connection is closed.
         """
-        if self._state is _CLOSED or self.state != WebSocketProtocol.STATE_OPEN:
+        if (
+            self.dispatcher.state is _CLOSED
+            or self.state != WebSocketProtocol.STATE_OPEN
+        ):
             raise Disconnected(f"connection to {self.peer} is closed")
         self._write(data)
 
     def closeGracefully(self, code: int, reason: str) -> Deferred[None]:
         """
-        Stop starting handlers, let the running ones finish (their replies
-        are sent), then close with C{code}. Requests already read that wait
-        for a free handler slot are answered with ReplyShutdown (signals
-        among them are dropped); everything that arrives from now on is
-        read and discarded.
+        Close after the running handlers: see L{Dispatcher.closeGracefully}.
 
         :returns: A Deferred firing with C{None} once the connection is closed.
         """
-        if self._disconnected:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._closeWaiters.append(waiter)
-        if self._state is _OPEN:
-            self._state = _CLOSING
-            if self._inputEnded:
-                code, reason = self._violationCode, self._violationReason
-            self._closeCode = code
-            self._closeReason = reason
-            while self._queue:
-                self._refuse(self._queue.popleft())
-            self._updateReading()
-            if not self._busy:
-                self._finishClosing()
-        return waiter
+        return self.dispatcher.closeGracefully(code, reason)
 
     # Autobahn hooks -------------------------------------------------------
 
     def _connectionMade(self) -> None:
+        factory = self.factory
+        self.dispatcher = Dispatcher(
+            self,
+            factory.application,
+            factory.observer,
+            factory.sessions,
+            self.events,
+            partial(factory.handlerFinished, self),
+        )
         super()._connectionMade()
         if self.guard is not None:
             # The guard times the handshake from the TCP accept.
@@ -349,19 +321,16 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         super().connectionLost(reason)
 
     def onMessageFrameData(self, payload: bytes) -> None:
-        if self._discarding or self._ignoringInput():
+        if self._discarding or self.dispatcher.ignoringInput():
             return
         super().onMessageFrameData(payload)
 
     def onMessageEnd(self) -> None:
-        if self._discarding or self._ignoringInput():
+        if self._discarding or self.dispatcher.ignoringInput():
             self._discarding = False
             self.message_data = []
             return
         super().onMessageEnd()
-
-    def _ignoringInput(self) -> bool:
-        return self._inputEnded or self._state is not _OPEN
 
     def _protocol_violation(self, reason: str) -> bool:
         return self._brokenStream(CLOSE_PROTOCOL_ERROR, reason)
@@ -422,7 +391,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         )
         if not IUpgradeGuard.providedBy(factory.application):
             return None
-        guard = _callHook(factory.application.beforeUpgrade, self._handshake)
+        guard = callHook(factory.application.beforeUpgrade, self._handshake)
         return guard.addCallbacks(lambda _: None, self._upgradeRefused)
 
     def _upgradeRefused(self, failure: Failure) -> None:
@@ -454,14 +423,13 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self.events.peer = self.peer
         clock = factory.reactor
         assert self._handshake is not None
-        self._state = _OPEN
-        self._limit = factory.options.concurrency
         self.connection = Connection(
             self,
             self._stream.getPeer(),
             self._handshake,
             datetime.fromtimestamp(clock.seconds(), UTC),
         )
+        self.dispatcher.open(self.connection, factory.options.concurrency)
         self.sendMessage(factory.acceptConf, isBinary=True)
         factory.observer.messageOut(factory.acceptConf)  # metrics
         if getattr(self.transport, "producer", None) is not None:
@@ -476,15 +444,14 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._deadline = clock.callLater(
             factory.options.readTimeout, self._checkDeadline
         )
-        self._connectHookPending = True
-        hook = _callHook(factory.application.onClientConnected, self.connection)
-        hook.addCallbacks(self._connectHookDone, self._connectHookFailed)
-        self._updateReading()
+        self.dispatcher.startConnectHook()
+        self.updateReading()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self._lastRead = self.factory.reactor.seconds()
         self.factory.observer.messageIn(len(payload))  # metrics
-        if self._ignoringInput():
+        dispatcher = self.dispatcher
+        if dispatcher.inputEnded or dispatcher.state is not _OPEN:
             return
         if not isBinary:
             self._violation(CLOSE_UNSUPPORTED_DATA, "text message")
@@ -496,15 +463,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         except wire.ProtocolViolation as e:
             self._violation(CLOSE_PROTOCOL_ERROR, str(e))
             return
-        if self._shuttingDown:
-            self._dispatch(message)
-        elif self._queue or self._connectHookPending or self._atLimit():
-            self._queue.append(message)
-            self._updateReading()
-        else:
-            self._dispatch(message)
-            if self._atLimit():
-                self._updateReading()
+        dispatcher.received(message)
 
     def onPing(self, payload: bytes) -> None:
         self._lastRead = self.factory.reactor.seconds()
@@ -514,12 +473,10 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._lastRead = self.factory.reactor.seconds()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if self._disconnected:
+        dispatcher = self.dispatcher
+        if dispatcher.disconnected:
             return
-        self._disconnected = True
-        opened = self._state is not _OPENING
-        self._state = _CLOSED
-        self._queue.clear()
+        opened = dispatcher.closed()
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
@@ -527,7 +484,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             self.factory.connectionClosed(self)
             why = f"WebSocket closed (code {code}): {reason or 'no reason'}"
             failure = Failure(ConnectionDone(why) if wasClean else ConnectionLost(why))
-            hook = _callHook(
+            hook = callHook(
                 self.factory.application.onClientDisconnected,
                 self.connection,
                 failure,
@@ -538,9 +495,12 @@ class WebWireServerProtocol(WebSocketServerProtocol):
                 )
             )
         self.events.summarise()
-        waiters, self._closeWaiters = self._closeWaiters, []
-        for waiter in waiters:
-            waiter.callback(None)
+        dispatcher.releaseCloseWaiters()
+
+    def _violation(self, code: int, reason: str) -> None:
+        """A violation, unless the connection is lingering already."""
+        if not self._lingering:
+            self.dispatcher.violation(code, reason)
 
     def _max_message_size_exceeded(
         self, messageSize: int, maxSize: int, reason: str
@@ -555,340 +515,17 @@ class WebWireServerProtocol(WebSocketServerProtocol):
             f"message larger than the message buffer size of {maxSize} bytes",
         )
 
-    # Dispatch -------------------------------------------------------------
-
-    def _atLimit(self) -> bool:
-        return self._inline or (self._limit is not None and self._busy >= self._limit)
-
-    def _dispatch(self, message: wire.Message) -> None:
-        kind = type(message)
-        if kind is wire.Request:
-            assert isinstance(message, wire.Request)
-            if self._shuttingDown:
-                reply = self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
-                self.factory.observer.requestDone(message.name, reply, None)  # metrics
-                self._sendReply(reply)
-            else:
-                self._runRequest(message)
-        elif kind is wire.Signal:
-            assert isinstance(message, wire.Signal)
-            if not self._shuttingDown:
-                self._runSignal(message)
-        elif kind is wire.RestoreSession or kind is wire.CloseSession:
-            assert isinstance(message, (wire.RestoreSession, wire.CloseSession))
-            if self._shuttingDown:
-                self._sendReply(
-                    self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
-                )
-            elif self.factory.sessions is None:
-                self._sendReply(
-                    self._specialReply(
-                        message, wire.MessageType.REPLY_SESSIONS_DISABLED
-                    )
-                )
-            else:
-                self._runSessionRequest(message, self.factory.sessions)
-        else:
-            self.events.emit(
-                self._log,
-                "server-only message",
-                LogLevel.debug,
-                "ignoring {kind} from {peer}: only servers send it",
-                kind=kind.__name__,
-                peer=self.peer,
-            )
-
-    def _refuse(self, message: wire.Message) -> None:
-        """
-        Answer a message read but not started before the connection began
-        closing: requests get ReplyShutdown, the rest is dropped.
-        """
-        if isinstance(message, (wire.Request, wire.RestoreSession, wire.CloseSession)):
-            self._sendReply(
-                self._specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
-            )
-
-    @staticmethod
-    def _specialReply(
-        message: wire.Request | wire.RestoreSession | wire.CloseSession,
-        kind: wire.MessageType,
-    ) -> bytes:
-        return wire.encodeSpecialReply(kind, message.identifier)
-
-    def _runRequest(self, request: wire.Request) -> None:
-        started = self.factory.observer.now()  # metrics: the request's duration
-        self._runHandler(
-            self.factory.application.onRequest,
-            request,
-            partial(self._replyWithResult, started=started),
-            partial(self._replyWithFailure, started=started),
-        )
-
-    def _runSignal(self, signal: wire.Signal) -> None:
-        self.factory.observer.signalIn()  # metrics
-        self._runHandler(
-            self.factory.application.onSignal,
-            signal,
-            lambda result, signal: None,
-            self._signalFailed,
-        )
-
-    def _runHandler(
-        self,
-        hook: Callable[[IConnection, Any], object],
-        message: Any,
-        onResult: Callable[[Any, Any], None],
-        onFailure: Callable[[Failure, Any], None],
-    ) -> None:
-        """
-        Run an application handler and hand its outcome on.
-
-        The handler counts as busy from before the call until its outcome
-        was handled (for a request: its reply written), so that a handler
-        that closes its own connection still gets its reply out first.
-        """
-        self._busy += 1
-        try:
-            result = hook(self._connection, message)
-        except BaseException:
-            onFailure(Failure(), message)
-            self._handlerDone()
-            return
-        if isinstance(result, Coroutine):
-            result = Deferred.fromCoroutine(result)
-        if not isinstance(result, Deferred):
-            # The common case: done at once, no Deferred needed.
-            onResult(result, message)
-            self._handlerDone()
-            return
-        self._pending.add(result)
-        result.addCallbacks(
-            onResult, onFailure, callbackArgs=(message,), errbackArgs=(message,)
-        )
-        result.addBoth(self._deferredDone, result)
-
-    def _runSessionRequest(
-        self,
-        message: wire.RestoreSession | wire.CloseSession,
-        sessions: SessionRegistry,
-    ) -> None:
-        """
-        Restore- and close-session requests run inline, as in the original
-        server: nothing else of this connection starts until they are done.
-        """
-        self._busy += 1
-        self._inline = True
-        if isinstance(message, wire.RestoreSession):
-            reply = sessions.restore(self, message.identifier, message.key)
-        else:
-            reply = sessions.clientClose(self, message.identifier)
-        self._pending.add(reply)
-        reply.addCallbacks(
-            self._sendReply, self._sessionRequestFailed, errbackArgs=(message,)
-        )
-        reply.addBoth(self._inlineDone, reply)
-
-    def _sessionRequestFailed(
-        self, failure: Failure, message: wire.RestoreSession | wire.CloseSession
-    ) -> None:
-        self.events.failure(
-            self._log,
-            "session request failed",
-            "session request from {peer} failed; answering with an internal error",
-            failure,
-            peer=self.peer,
-        )
-        self._sendReply(
-            self._specialReply(message, wire.MessageType.REPLY_INTERNAL_ERROR)
-        )
-
-    def _inlineDone(self, result: object, reply: Deferred[Any]) -> None:
-        self._inline = False
-        self._deferredDone(result, reply)
-
-    def _replyWithResult(
-        self, result: object, request: wire.Request, started: float
-    ) -> None:
-        def build() -> bytes:
-            payload = wire.Payload.coerce(result)  # type: ignore[arg-type]
-            return wire.encodeReply(
-                request.identifier,
-                payload.data,
-                payload.encoding,
-                self.messageBufferSize,
-            )
-
-        reply = self._buildReply(request, build, "reply")
-        self.factory.observer.requestDone(request.name, reply, started)  # metrics
-        self._sendReply(reply)
-
-    def _replyWithFailure(
-        self, failure: Failure, request: wire.Request, started: float
-    ) -> None:
-        error = failure.value
-        if isinstance(error, RequestError):
-
-            def build() -> bytes:
-                assert isinstance(error, RequestError)
-                return wire.encodeErrorReply(
-                    request.identifier,
-                    error.code,
-                    error.message,
-                    self.messageBufferSize,
-                )
-
-            reply = self._buildReply(request, build, "error reply")
-            self.factory.observer.requestDone(request.name, reply, started)  # metrics
-            self._sendReply(reply)
-            return
-        cancelled = isinstance(error, CancelledError)
-        if cancelled:
-            self.events.emit(
-                self._log,
-                "request cancelled",
-                LogLevel.warn,
-                "request {name!r} from {peer} was cancelled; answering with an "
-                "internal error",
-                name=request.name,
-                peer=self.peer,
-            )
-        else:
-            self.events.failure(
-                self._log,
-                "request handler failed",
-                "request handler for {name!r} from {peer} failed; answering "
-                "with an internal error",
-                failure,
-                name=request.name,
-                peer=self.peer,
-            )
-        reply = self._specialReply(request, wire.MessageType.REPLY_INTERNAL_ERROR)
-        self.factory.observer.requestDone(request.name, reply, started, cancelled)
-        self._sendReply(reply)
-
-    def _buildReply(
-        self, request: wire.Request, build: Callable[[], bytes], what: str
-    ) -> bytes:
-        """
-        Encode a reply; if the handler's result cannot be sent, log why and
-        answer with an internal error instead, so that the request is never
-        left without a reply.
-        """
-        try:
-            return build()
-        except (TypeError, wire.InvalidMessage) as e:
-            self.events.emit(
-                self._log,
-                "unsendable reply",
-                LogLevel.error,
-                "{what} to request {name!r} from {peer} cannot be sent "
-                "({error}); answering with an internal error",
-                what=what,
-                name=request.name,
-                peer=self.peer,
-                error=e,
-            )
-        except Exception:
-            self.events.failure(
-                self._log,
-                "reply encoding failed",
-                "encoding the {what} to request {name!r} from {peer} failed; "
-                "answering with an internal error",
-                what=what,
-                name=request.name,
-                peer=self.peer,
-            )
-        return self._specialReply(request, wire.MessageType.REPLY_INTERNAL_ERROR)
-
-    def _signalFailed(self, failure: Failure, signal: wire.Signal) -> None:
-        if failure.check(CancelledError):
-            self.events.emit(
-                self._log,
-                "signal cancelled",
-                LogLevel.warn,
-                "signal handler for {name!r} from {peer} was cancelled",
-                name=signal.name,
-                peer=self.peer,
-            )
-        else:
-            self.events.failure(
-                self._log,
-                "signal handler failed",
-                "signal handler for {name!r} from {peer} failed",
-                failure,
-                name=signal.name,
-                peer=self.peer,
-            )
-
-    def _deferredDone(self, result: object, handler: Deferred[Any]) -> None:
-        self._pending.discard(handler)
-        self._handlerDone()
-
-    def _handlerDone(self) -> None:
-        """
-        A handler finished and its reply (if any) was sent: start what waits,
-        or finish closing.
-        """
-        self._busy -= 1
-        if self._state is _OPEN:
-            if self._queue or not self._reading or self._inputEnded:
-                self._pump()
-        elif self._state is _CLOSING:
-            if not self._busy:
-                self._finishClosing()
-        elif self._disconnected and not self._busy:
-            self.events.summarise()  # what happened after the disconnect
-        if self._disconnected or self._shuttingDown:
-            # Only then does the server's bookkeeping care.
-            self.factory.handlerFinished(self)
-
-    def _pump(self) -> None:
-        """
-        Start queued messages while there are free handler slots.
-        """
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            while (
-                self._queue
-                and self._state is _OPEN
-                and not self._connectHookPending
-                and not self._atLimit()
-            ):
-                self._dispatch(self._queue.popleft())
-        finally:
-            self._pumping = False
-        if (
-            self._inputEnded
-            and self._state is _OPEN
-            and not (self._queue or self._busy or self._connectHookPending)
-        ):
-            # Everything read before the violation is answered.
-            self.closeGracefully(self._violationCode, self._violationReason)
-        self._updateReading()
-
-    def drain(self) -> None:
-        """
-        The server shuts down: answer what waits in the queue (requests get
-        ReplyShutdown, signals are dropped), answer every request read from
-        now on with ReplyShutdown, and read again, so that new requests are
-        answered at once. Running handlers go on.
-        """
-        self._shuttingDown = True
-        while self._queue:
-            self._dispatch(self._queue.popleft())
-        self._updateReading()
-
-    def cancelHandlers(self) -> None:
-        """Cancel the handlers running now that returned a Deferred."""
-        for handler in list(self._pending):
-            handler.cancel()
-
     # Sending --------------------------------------------------------------
 
-    def _sendReply(self, data: bytes) -> None:
-        if self._state is _CLOSED or self.state != WebSocketProtocol.STATE_OPEN:
+    def sendReply(self, data: bytes) -> None:
+        """
+        Send an encoded reply; dropped (and logged once) if the connection
+        is closed.
+        """
+        if (
+            self.dispatcher.state is _CLOSED
+            or self.state != WebSocketProtocol.STATE_OPEN
+        ):
             self.events.emit(
                 self._log,
                 "reply dropped",
@@ -925,36 +562,25 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._writeCongested = congested
         if not congested:
             self._bytesWhileCongested = 0
-        self._updateReading()
+        self.updateReading()
 
     # Reading, deadlines and closing ---------------------------------------
 
-    def _waitingOnHandlers(self) -> bool:
-        """
-        Whether reading waits for this connection's own handlers (or its
-        connect hook). Never while the server shuts down: then every message
-        is answered at once.
-        """
-        return (
-            self._state is _OPEN
-            and not self._shuttingDown
-            and (self._connectHookPending or bool(self._queue) or self._atLimit())
-        )
-
-    def _updateReading(self) -> None:
+    def updateReading(self) -> None:
         """
         Pause or resume reading from the transport, as the connection's state
         asks for; the single place that decides it.
         """
-        if self._state is _CLOSED:
+        dispatcher = self.dispatcher
+        if dispatcher.state is _CLOSED:
             return
         # While closing, read on (discarding) to see the client's close.
-        shouldRead = self._ignoringInput() or not (
-            self._writeCongested or self._waitingOnHandlers()
+        shouldRead = dispatcher.ignoringInput() or not (
+            self._writeCongested or dispatcher.waitingOnHandlers()
         )
-        if shouldRead is self._reading:
+        if shouldRead is self.reading:
             return
-        self._reading = shouldRead
+        self.reading = shouldRead
         if shouldRead:
             self._lastRead = self.factory.reactor.seconds()
             self._stream.resumeProducing()
@@ -963,11 +589,14 @@ class WebWireServerProtocol(WebSocketServerProtocol):
 
     def _checkDeadline(self) -> None:
         self._deadline = None
-        if self._state is _CLOSED:
+        dispatcher = self.dispatcher
+        if dispatcher.state is _CLOSED:
             return
         timeout = self.factory.options.readTimeout
         now = self.factory.reactor.seconds()
-        if self._waitingOnHandlers() or (self._ignoringInput() and self._busy):
+        if dispatcher.waitingOnHandlers() or (
+            dispatcher.ignoringInput() and dispatcher.runningHandlers
+        ):
             # Time spent waiting on our own handlers does not count, nor does
             # a close that waits for them (nothing is read as a message then).
             remaining = timeout
@@ -985,34 +614,12 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         )
         self._abort()
 
-    def _violation(self, code: int, reason: str) -> None:
-        """
-        The client broke the protocol: nothing more it sends is handled. The
-        messages read before are handled and answered, then the connection
-        closes with C{code}. While closing already, C{code} replaces the
-        close code if the Close frame is not sent yet.
-        """
-        if self._inputEnded or self._state is _CLOSED or self._lingering:
-            return
-        self.factory.observer.violation(code)  # metrics
-        self._log.warn(
-            "protocol violation from {peer}: {reason}; closing the connection",
-            peer=self.peer,
-            reason=reason,
-        )
-        self._inputEnded = True
-        self._violationCode = code
-        self._violationReason = reason
-        if self._state is _CLOSING:
-            self._closeCode = code
-            self._closeReason = reason
-        self._pump()
-
-    def _finishClosing(self) -> None:
+    def finishClosing(self, code: int, reason: str) -> None:
+        """Every handler is done: send the Close frame with C{code}."""
         if self.state == WebSocketProtocol.STATE_OPEN:
             self.sendCloseFrame(
-                code=self._closeCode,
-                reasonUtf8=self._closeReason.encode("utf-8")[:123] or None,
+                code=code,
+                reasonUtf8=reason.encode("utf-8")[:123] or None,
             )
         # Without waiting for the peer's Close frame (a peer that never
         # answers cannot hold the connection): flush, FIN, read until the
@@ -1020,21 +627,5 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         self._closeConnection(abort=False)
 
     def _abort(self) -> None:
-        self._state = _CLOSED
-        self._queue.clear()
+        self.dispatcher.abort()
         self._stream.abortConnection()
-
-    # Connect hook ---------------------------------------------------------
-
-    def _connectHookDone(self, result: object) -> None:
-        self._connectHookPending = False
-        self._pump()
-
-    def _connectHookFailed(self, failure: Failure) -> None:
-        self._connectHookPending = False
-        self._log.failure(
-            "onClientConnected failed for {peer}; closing the connection",
-            failure,
-            peer=self.peer,
-        )
-        self.closeGracefully(CLOSE_INTERNAL_ERROR, "internal error")
