@@ -22,7 +22,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests.test_server import ControlledApplication, Pair, ident, reply, request
+from tests.test_server import ControlledApplication, ident, reply, request
 from webwire.application import Application
 from webwire.cluster import LocalCluster
 from webwire.cluster.redis import RedisCluster
@@ -35,6 +35,7 @@ from webwire.service import WebWireService
 from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.sessions import redis as redisModule
 from webwire.tap import Options, makeService
+from webwire.testing import Pair
 from webwire.web import WebWireRoot
 
 # Targets of --app in these tests.
