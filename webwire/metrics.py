@@ -63,7 +63,7 @@ from webwire import wire
 from webwire._version import __version__
 
 if TYPE_CHECKING:
-    from webwire.protocol import WebWireServerProtocol
+    from webwire._protocol import WebWireServerProtocol
     from webwire.server import WebWireServerFactory
 
 __all__ = [

@@ -2,7 +2,7 @@
 """
 The WebWire server: L{WebWireServerFactory} serves one application (an
 L{IWebWireServer}) on any number of ports; each connection is a
-L{WebWireServerProtocol} (see L{webwire.protocol}).
+L{WebWireServerProtocol} (see L{webwire._protocol}).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
+from webwire._handshake import acceptDeflate
+from webwire._protocol import CLOSE_GOING_AWAY, WebWireServerProtocol
 from webwire._version import __version__
 from webwire.cluster.local import LocalCluster
 from webwire.errors import SessionsDisabled
 from webwire.guard import ConnectionGuard, GuardedConnection
-from webwire.handshake import acceptDeflate
 from webwire.interfaces import (
     ICluster,
     IConnection,
@@ -34,7 +35,6 @@ from webwire.interfaces import (
 )
 from webwire.metrics import NULL_OBSERVER, IServerObserver
 from webwire.options import ServerOptions
-from webwire.protocol import CLOSE_GOING_AWAY, WebWireServerProtocol
 from webwire.sessions.keys import RandomKeyGenerator
 from webwire.sessions.registry import SessionRegistry
 

@@ -38,9 +38,9 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from webwire import wire
+from webwire._protocol import WebWireServerProtocol
 from webwire.interfaces import IConnection, ISessionManager, IWebWireServer
 from webwire.options import ServerOptions
-from webwire.protocol import WebWireServerProtocol
 from webwire.server import WebWireServerFactory
 
 __all__ = [

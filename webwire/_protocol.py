@@ -71,10 +71,10 @@ from webwire._dispatch import (
     Dispatcher,
     callHook,
 )
+from webwire._handshake import cookiesOf, originAllowed
 from webwire.connection import Connection, HandshakeRequest
 from webwire.errors import Disconnected, UpgradeRefused
 from webwire.guard import GuardedConnection, lingeringClose
-from webwire.handshake import cookiesOf, originAllowed
 from webwire.interfaces import (
     ICluster,
     IUpgradeGuard,
