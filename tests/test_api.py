@@ -53,7 +53,7 @@ class PublicAPITests(SynchronousTestCase):
         users need are exported from public ones.
         """
         public = publicModules()
-        for internal in ("protocol", "handshake", "dispatch"):
+        for internal in ("protocol", "handshake", "dispatch", "cliargs", "clioutput"):
             self.assertNotIn(f"webwire.{internal}", public)
             importlib.import_module(f"webwire._{internal}")
         from webwire._protocol import WebWireServerProtocol
