@@ -153,7 +153,7 @@ async def _departed(port: int, count: int, factory: WebWireServerFactory) -> int
         await read
         assert client.transport is not None
         client.transport.abortConnection()  # type: ignore[attr-defined]
-    while factory._protocols or factory._runningHandlers():
+    while factory.servedProtocols or factory.runningHandlers:
         await deferLater(reactor, 0.01, lambda: None)
     return connections
 
@@ -198,7 +198,7 @@ async def main(reactor: Any, argv: list[str]) -> None:
     for name, scenario in SCENARIOS.items():
         before = vars(meter).copy()
         connections = await scenario(port, args.messages, factory)
-        while factory._protocols:
+        while factory.servedProtocols:
             await deferLater(reactor, 0.01, lambda: None)
         after = vars(meter)
         lines, size, tracebacks, critical = (

@@ -252,8 +252,7 @@ class WebServer:
             if isinstance(factory, WebWireServerFactory):
                 shutdown = factory.shutdown()
                 if not graceful:
-                    for protocol in list(factory._protocols):
-                        protocol._cancelHandlers()
+                    factory.cancelHandlers()
                 shutdowns.append(shutdown)
         await DeferredList(shutdowns)
         await maybeDeferred(listening.stopListening)
@@ -274,8 +273,7 @@ class WebServer:
         await self._tracking.closeAll()
         for factory in self.factories:
             if isinstance(factory, WebWireServerFactory):
-                for protocol in list(factory._protocols):
-                    protocol._cancelHandlers()
+                factory.cancelHandlers()
                 await factory.shutdown()
 
 

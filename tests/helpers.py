@@ -237,15 +237,14 @@ class LoopbackServer:
         The server's protocols of the connections that are open, oldest
         first.
         """
-        open = [p for p in self.factory._protocols if not p._disconnected]
+        open = [p for p in self.factory.servedProtocols if not p.isDisconnected]
         assert all(p.connection is not None for p in open)
         return sorted(open, key=lambda p: p.connection.creation)  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         """Shut down, wait for every connection to close, stop listening."""
         shutdown = self.factory.shutdown()
-        for protocol in list(self.factory._protocols):
-            protocol._cancelHandlers()
+        self.factory.cancelHandlers()
         await shutdown
         for client in self.clients:
             if client.state != client.STATE_CLOSED:

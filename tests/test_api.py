@@ -45,3 +45,32 @@ class PublicAPITests(SynchronousTestCase):
                     if not inspect.getdoc(value):
                         undocumented.append(f"{name}.{exported}")
         self.assertEqual(undocumented, [])
+
+    def test_internalsPrivate(self) -> None:
+        """
+        The server's internals (the Autobahn adapter, the dispatcher, the
+        handshake policy, the CLI's parts) are private modules; the names
+        users need are exported from public ones.
+        """
+        public = publicModules()
+        for internal in ("protocol", "handshake", "dispatch", "cliargs", "clioutput"):
+            self.assertNotIn(f"webwire.{internal}", public)
+            importlib.import_module(f"webwire._{internal}")
+        from webwire._protocol import WebWireServerProtocol
+        from webwire.server import WebWireServerProtocol as exported
+
+        self.assertIs(exported, WebWireServerProtocol)
+        self.assertIn(
+            "WebWireServerProtocol", importlib.import_module("webwire.server").__all__
+        )
+        redis = importlib.import_module("webwire.sessions.redis")
+        self.assertEqual(
+            sorted(redis.__all__), ["CorruptRedisSessionError", "RedisSessionManager"]
+        )
+
+    def test_testingPublic(self) -> None:
+        """L{webwire.testing} is public and exports the in-memory pair."""
+        self.assertIn("webwire.testing", publicModules())
+        testing = importlib.import_module("webwire.testing")
+        for name in ("MemoryServer", "Pair", "connectedPair"):
+            self.assertIn(name, testing.__all__)

@@ -280,9 +280,9 @@ class CloseTests(TestCase):
         )
         while not protocol._lingering:
             await server.tick()
-        self.assertFalse(protocol._disconnected)
+        self.assertFalse(protocol.isDisconnected)
         clock.advance(5)
-        while not protocol._disconnected:
+        while not protocol.isDisconnected:
             await server.tick()
 
     async def test_oversizedWhileClosing(self) -> None:
@@ -296,7 +296,7 @@ class CloseTests(TestCase):
         client = await server.connectAccepted()
         client.send(sleepRequest(1, 100))
         protocol = server.serverProtocols()[0]
-        while not protocol._busy:
+        while not protocol.runningHandlers:
             await server.tick()
         assert protocol.connection is not None
         closed = protocol.connection.close()

@@ -29,9 +29,9 @@ from tests.helpers import (
     rawHTTP,
 )
 from tests.test_endtoend import RecordingApplication, echoRequest
+from webwire._handshake import originAllowed
 from webwire.conformance import ConformanceApplication
 from webwire.errors import UpgradeRefused
-from webwire.handshake import originAllowed
 from webwire.interfaces import IHandshakeRequest, IUpgradeGuard
 from webwire.options import ServerOptions
 

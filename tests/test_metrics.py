@@ -331,7 +331,7 @@ class ScrapeTests(TestCase):
         client.send(request(1, "wait"))
         self.assertEqual(metrics.accepted, 1)
         # The running handler keeps the shutdown draining.
-        while not server.factory._runningHandlers():
+        while not server.factory.runningHandlers:
             await client.ping()
         server.factory.shutdown()
         self.assertEqual(await client.roundTrip(request(2, "ok")), h("01") + ident(2))

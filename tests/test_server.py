@@ -12,20 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import txaio
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import (
     EventLoggingObserver,
-    MemoryReactorClock,
     StringTransport,
 )
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from webwire import wire
@@ -35,7 +32,7 @@ from webwire.guard import GuardedConnection
 from webwire.interfaces import IConnection, RequestResult
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory, WebWireServerProtocol
-from webwire.sessions.memory import MemorySessionManager
+from webwire.testing import MemoryServer, MemoryTransport, Pair
 
 DEFAULT_ACCEPT_CONF = bytes.fromhex("17 02 00 60 EA 00 00 00 20 00 00")
 HEARTBEAT = bytes.fromhex("21")
@@ -93,49 +90,6 @@ def maskedFrames(*messages: bytes) -> bytes:
     )
 
 
-class MemoryTransport(iosim.FakeTransport):
-    """
-    An L{iosim.FakeTransport} that honours flow control like TCP does: while
-    the receiving side is paused, what its peer wrote stays with the peer
-    (as it would stay in the kernel), and is delivered once it resumes.
-
-    :ivar producerState: C{"producing"} or C{"paused"}, as on
-        L{StringTransport}.
-    :ivar aborted: Whether C{abortConnection} was called.
-    :ivar bytesWritten: How many bytes the protocol wrote, in all.
-    :ivar peer: The transport on the other side, once connected.
-    """
-
-    producerState = "producing"
-    aborted = False
-    bytesWritten = 0
-    peer: MemoryTransport | None = None
-
-    def write(self, data: bytes) -> None:
-        self.bytesWritten += len(data)
-        super().write(data)
-
-    def pauseProducing(self) -> None:
-        self.producerState = "paused"
-
-    def resumeProducing(self) -> None:
-        self.producerState = "producing"
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        super().abortConnection()
-
-    def loseWriteConnection(self) -> None:
-        # iosim has no half-close; either way the peer sees the end of the
-        # stream.
-        self.loseConnection()
-
-    def getOutBuffer(self) -> Any:
-        if self.peer is not None and self.peer.producerState == "paused":
-            return None
-        return super().getOutBuffer()
-
-
 class LenientStringTransport(StringTransport):
     """
     A L{StringTransport} that, like TCP transports, lets a protocol
@@ -148,101 +102,8 @@ class LenientStringTransport(StringTransport):
             super().unregisterProducer()
 
 
-class RecordingClient(WebSocketClientProtocol):
-    """
-    A WebSocket client that records every binary message and close it sees.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.received: list[bytes] = []
-        self.textReceived: list[bytes] = []
-        self.pongs: list[bytes] = []
-        self.closes: list[tuple[bool, int | None, str | None]] = []
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        (self.received if isBinary else self.textReceived).append(payload)
-
-    def onPong(self, payload: bytes) -> None:
-        self.pongs.append(payload)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.closes.append((wasClean, code, reason))
-
-    @property
-    def closeCode(self) -> int | None:
-        """The close code of the first close seen, or C{None} while open."""
-        return self.closes[0][1] if self.closes else None
-
-
-class Pair:
-    """
-    One server protocol and one client protocol, connected in memory.
-
-    :ivar server: The server's protocol.
-    :ivar client: The client's protocol.
-    :ivar serverTransport: The server's transport.
-    :ivar clientTransport: The client's transport.
-    :ivar pump: The L{iosim.IOPump} that moves bytes between them.
-    """
-
-    def __init__(
-        self,
-        factory: WebWireServerFactory,
-        clock: MemoryReactorClock,
-        clientFactory: WebSocketClientFactory | None = None,
-    ) -> None:
-        if clientFactory is None:
-            clientFactory = WebSocketClientFactory("ws://localhost/")
-        clientFactory.protocol = RecordingClient
-        # What a listening port gets: the protocol under the factory's guard.
-        guarded = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
-        server = guarded.wrappedProtocol
-        client: object = clientFactory.buildProtocol(
-            IPv4Address("TCP", "127.0.0.1", 80)
-        )
-        assert isinstance(server, WebWireServerProtocol)
-        assert isinstance(client, RecordingClient)
-        self.server: WebWireServerProtocol = server
-        self.client: RecordingClient = client
-        self.serverTransport = MemoryTransport(guarded, isServer=True)
-        self.clientTransport = MemoryTransport(client, isServer=False)
-        self.serverTransport.peer = self.clientTransport
-        self.clientTransport.peer = self.serverTransport
-        self.pump = iosim.connect(
-            guarded,
-            self.serverTransport,
-            client,
-            self.clientTransport,
-            greet=False,
-            clock=clock,
-        )
-        self.pump.flush()
-
-    def send(self, *messages: bytes) -> None:
-        """
-        Send each of C{messages} as one binary WebSocket message, then move
-        the bytes.
-        """
-        for message in messages:
-            self.client.sendMessage(message, isBinary=True)
-        self.pump.flush()
-
-    def flush(self) -> None:
-        """Move bytes both ways until nothing moves."""
-        self.pump.flush()
-
-    @property
-    def replies(self) -> list[bytes]:
-        """What the client received after AcceptConf."""
-        return self.client.received[1:]
-
-
-class ServerHarness:
-    """
-    A L{WebWireServerFactory} on a L{MemoryReactorClock} (also installed as
-    txaio's loop for the test), and the in-memory pairs connected to it.
-    """
+class ServerHarness(MemoryServer):
+    """A L{MemoryServer} whose Autobahn timers run on its clock."""
 
     def __init__(
         self,
@@ -250,34 +111,8 @@ class ServerHarness:
         application: Application,
         options: ServerOptions | None = None,
     ) -> None:
-        self.clock = MemoryReactorClock()
-        # Autobahn's timers use txaio's loop, not the factory's reactor.
-        testCase.patch(txaio.config, "loop", self.clock)  # type: ignore[attr-defined]
+        super().__init__(application, options, testCase=testCase)
         self.application = application
-        sessions = options is None or options.sessions
-        self.factory = WebWireServerFactory(
-            application,
-            options,
-            sessionManager=MemorySessionManager(clock=self.clock) if sessions else None,
-            reactor=self.clock,
-        )
-        self.pairs: list[Pair] = []
-
-    def connect(self, clientFactory: WebSocketClientFactory | None = None) -> Pair:
-        """Connect a new client in memory and complete its handshake."""
-        pair = Pair(self.factory, self.clock, clientFactory)
-        self.pairs.append(pair)
-        return pair
-
-    def flush(self) -> None:
-        """Move bytes on every pair."""
-        for pair in self.pairs:
-            pair.flush()
-
-    def advance(self, seconds: float) -> None:
-        """Advance the clock, then move bytes on every pair."""
-        self.clock.advance(seconds)
-        self.flush()
 
 
 class ControlledApplication(Application):
@@ -428,7 +263,7 @@ class HandshakeTests(ServerTestCase):
         written: list[bytes] = []
 
         def onConnected(connection: IConnection) -> None:
-            [protocol] = harness.factory._protocols
+            [protocol] = harness.factory.servedProtocols
             transport: object = protocol.transport
             assert isinstance(transport, MemoryTransport)
             written.append(b"".join(transport.stream))
@@ -471,7 +306,7 @@ class HandshakeTests(ServerTestCase):
         pair = self.harness().connect()
         pair.server.dataReceived(maskedFrames(request(1, b"a"), request(2, b"b")))
         self.assertEqual(self.app.requests, [])
-        self.assertEqual(len(pair.server._queue), 2)
+        self.assertEqual(pair.server.dispatcher.queued, 2)
         hook.callback(None)
         pair.flush()
         self.assertEqual(self.app.started(), [1, 2])
@@ -682,7 +517,7 @@ class HeartbeatTests(ServerTestCase):
             pair.client.sendMessage(HEARTBEAT, isBinary=True)
             harness.advance(0.001)
         self.assertEqual(len(harness.clock.getDelayedCalls()), calls)
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         self.assertEqual(pair.replies, [])
         self.assertEqual(webwireEvents(observer), [])
         pair.send(request(1, b"x"))
@@ -698,7 +533,7 @@ class HeartbeatTests(ServerTestCase):
         calls = len(harness.clock.getDelayedCalls())
         pair.send(*[HEARTBEAT] * 1000)
         self.assertEqual(len(harness.clock.getDelayedCalls()), calls)
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         self.assertEqual(pair.replies, [])
 
     def test_heartbeatsWhileConnectHookRuns(self) -> None:
@@ -710,7 +545,7 @@ class HeartbeatTests(ServerTestCase):
         harness = self.harness()
         pair = harness.connect()
         pair.server.dataReceived(maskedFrames(*[HEARTBEAT] * 100))
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
 
 
 class ConcurrencyTests(ServerTestCase):
@@ -730,7 +565,7 @@ class ConcurrencyTests(ServerTestCase):
         pair = self.harness(ServerOptions(concurrency=2)).connect()
         pair.send(*(request(n) for n in range(1, 6)))
         self.assertEqual(self.app.started(), [1, 2])
-        self.assertEqual(len(pair.server._queue), 3)
+        self.assertEqual(pair.server.dispatcher.queued, 3)
         self.assertEqual(pair.serverTransport.producerState, "paused")
 
         self.app.pending[ident(2)].callback(b"two")
@@ -746,7 +581,7 @@ class ConcurrencyTests(ServerTestCase):
         self.app.pending[ident(3)].callback(b"three")
         pair.flush()
         self.assertEqual(self.app.started(), [1, 2, 3, 4, 5])
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         # Two handlers (4 and 5) run: still at the limit.
         self.assertEqual(pair.serverTransport.producerState, "paused")
 
@@ -791,13 +626,13 @@ class ConcurrencyTests(ServerTestCase):
         self.assertEqual(pair.serverTransport.producerState, "paused")
         pair.send(request(3))
         self.assertEqual(self.app.started(), [1])
-        self.assertEqual(len(pair.server._queue), 1)
+        self.assertEqual(pair.server.dispatcher.queued, 1)
         # The request waits on the client's side, as it would in the kernel.
         self.assertNotEqual(pair.clientTransport.stream, [])
         self.app.pending[ident(1)].callback(None)
         pair.flush()
         self.assertEqual(self.app.started(), [1, 2])
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         self.app.pending[ident(2)].callback(None)
         pair.flush()
         self.assertEqual(self.app.started(), [1, 2, 3])
@@ -852,7 +687,7 @@ class ConcurrencyTests(ServerTestCase):
         pair = self.harness(ServerOptions(concurrency=None)).connect()
         pair.send(*(request(n) for n in range(1, 201)))
         self.assertEqual(self.app.started(), list(range(1, 201)))
-        self.assertEqual(len(pair.server._queue), 0)
+        self.assertEqual(pair.server.dispatcher.queued, 0)
         self.assertEqual(pair.serverTransport.producerState, "producing")
         for n in reversed(range(1, 201)):
             self.app.pending[ident(n)].callback(None)
@@ -1054,7 +889,7 @@ class ShutdownTests(ServerTestCase):
         harness = self.harness(ServerOptions(concurrency=1))
         pair = harness.connect()
         pair.send(request(1), request(2), signal("queued"), request(3))
-        self.assertEqual(len(pair.server._queue), 3)
+        self.assertEqual(pair.server.dispatcher.queued, 3)
         done = harness.factory.shutdown()
         pair.flush()
         self.assertEqual(

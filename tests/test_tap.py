@@ -23,7 +23,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tests.helpers import asReactor
-from tests.test_server import ControlledApplication, Pair, ident, reply, request
+from tests.test_server import ControlledApplication, ident, reply, request
 from webwire._reactor import IWebWireReactor
 from webwire.application import Application
 from webwire.cluster import LocalCluster
@@ -37,6 +37,7 @@ from webwire.service import WebWireService
 from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.sessions import redis as redisModule
 from webwire.tap import Options, makeService
+from webwire.testing import Pair
 from webwire.web import WebWireRoot
 
 # Targets of --app in these tests.

@@ -63,7 +63,7 @@ from webwire import wire
 from webwire._version import __version__
 
 if TYPE_CHECKING:
-    from webwire.protocol import WebWireServerProtocol
+    from webwire._protocol import WebWireServerProtocol
     from webwire.server import WebWireServerFactory
 
 __all__ = [
@@ -481,7 +481,7 @@ class ServerMetrics:
         yield _gauge(
             "handlers_running",
             "Request and signal handlers running now.",
-            sum(s._runningHandlers() for s in servers),
+            sum(s.runningHandlers for s in servers),
         )
         yield _counter("signals_received", "Client signals handed on.", self.signalsIn)
         yield _counter("signals_sent", "Signals sent to clients.", self.signalsOut)

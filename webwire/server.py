@@ -2,7 +2,7 @@
 """
 The WebWire server: L{WebWireServerFactory} serves one application (an
 L{IWebWireServer}) on any number of ports; each connection is a
-L{WebWireServerProtocol} (see L{webwire.protocol}).
+L{WebWireServerProtocol} (see L{webwire._protocol}).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
+from webwire._handshake import acceptDeflate
+from webwire._protocol import CLOSE_GOING_AWAY, WebWireServerProtocol
 from webwire._version import __version__
 from webwire.cluster.local import LocalCluster
 from webwire.errors import SessionsDisabled
 from webwire.guard import ConnectionGuard, GuardedConnection
-from webwire.handshake import acceptDeflate
 from webwire.interfaces import (
     IConnection,
     IServerCluster,
@@ -34,7 +35,6 @@ from webwire.interfaces import (
 )
 from webwire.metrics import NULL_OBSERVER, IServerObserver
 from webwire.options import ServerOptions
-from webwire.protocol import CLOSE_GOING_AWAY, WebWireServerProtocol
 from webwire.sessions.keys import RandomKeyGenerator
 from webwire.sessions.registry import SessionRegistry
 
@@ -234,7 +234,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         return [
             p.connection
             for p in self._protocols
-            if p.connection is not None and not p._disconnected
+            if p.connection is not None and not p.isDisconnected
         ]
 
     @property
@@ -265,7 +265,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         if not self._shuttingDown:
             self._shuttingDown = True
             self._draining = True
-            handlers, connections = self._runningHandlers(), len(self.connections)
+            handlers, connections = self.runningHandlers, len(self.connections)
             self._log.info(
                 "{application}: shutting down: {handlers} running on {connections}",
                 application=type(self.application).__name__,
@@ -273,7 +273,7 @@ class WebWireServerFactory(WebSocketServerFactory):
                 connections=_counted(connections, "connection"),
             )
             for protocol in list(self._protocols):
-                protocol._beginShutdown()
+                protocol.drain()
             timeout = self.options.shutdownTimeout
             if timeout is not None:
                 self._shutdownTimer = self.reactor.callLater(
@@ -282,11 +282,30 @@ class WebWireServerFactory(WebSocketServerFactory):
             self._checkDrained()
         return waiter
 
-    def _runningHandlers(self) -> int:
-        return sum(p._busy for p in self._protocols)
+    @property
+    def runningHandlers(self) -> int:
+        """How many request and signal handlers run now, on every connection."""
+        return sum(p.runningHandlers for p in self._protocols)
+
+    @property
+    def servedProtocols(self) -> list[WebWireServerProtocol]:
+        """
+        The protocols of the connections that are open, or closed with
+        handlers still running (for tests and diagnostics).
+        """
+        return list(self._protocols)
+
+    def cancelHandlers(self) -> None:
+        """
+        Cancel every running handler that returned a Deferred, on every
+        connection: what L{ServerOptions.shutdownTimeout} does when it
+        expires. Each cancelled request is answered with an internal error.
+        """
+        for protocol in list(self._protocols):
+            protocol.cancelHandlers()
 
     def _checkDrained(self) -> None:
-        if not self._draining or self._runningHandlers():
+        if not self._draining or self.runningHandlers:
             return
         self._draining = False
         if self._shutdownTimer is not None and self._shutdownTimer.active():
@@ -295,7 +314,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         closing = [
             p.closeGracefully(CLOSE_GOING_AWAY, "server shutting down")
             for p in list(self._protocols)
-            if not p._disconnected
+            if not p.isDisconnected
         ]
         gatherResults(closing).addCallback(self._shutdownComplete)
 
@@ -304,11 +323,10 @@ class WebWireServerFactory(WebSocketServerFactory):
         self._log.warn(
             "{handlers} handlers still running after {timeout} seconds; "
             "cancelling them",
-            handlers=self._runningHandlers(),
+            handlers=self.runningHandlers,
             timeout=self.options.shutdownTimeout,
         )
-        for protocol in list(self._protocols):
-            protocol._cancelHandlers()
+        self.cancelHandlers()
 
     def _shutdownComplete(self, result: object) -> None:
         self._shutdownDone = True
@@ -317,18 +335,36 @@ class WebWireServerFactory(WebSocketServerFactory):
         for waiter in waiters:
             waiter.callback(None)
 
-    def _opened(self, protocol: WebWireServerProtocol) -> None:
+    # What each connection reports (see WebWireServerProtocol's "What
+    # the server uses" for what the server asks of it). Shutdown and drain
+    # bookkeeping lives here and nowhere else.
+
+    def connectionOpened(self, protocol: WebWireServerProtocol) -> None:
+        """A connection completed its WebSocket handshake."""
         self._protocols.add(protocol)
         self.observer.connectionOpened()  # metrics
-        if self._shuttingDown and not self._draining:
-            # The handshake raced with the end of a shutdown.
-            protocol.closeGracefully(CLOSE_GOING_AWAY, "server shutting down")
+        if self._shuttingDown:
+            protocol.drain()
+            if not self._draining:
+                # The handshake raced with the end of a shutdown.
+                protocol.closeGracefully(CLOSE_GOING_AWAY, "server shutting down")
 
-    def _closed(self, protocol: WebWireServerProtocol) -> None:
+    def connectionClosed(self, protocol: WebWireServerProtocol) -> None:
+        """An open connection closed; its handlers may still run."""
         if protocol.connection is not None:
             self.cluster.connectionClosed(protocol.connection)
-        if not protocol._busy:
+        if not protocol.runningHandlers:
             self._forget(protocol)
+
+    def handlerFinished(self, protocol: WebWireServerProtocol) -> None:
+        """
+        A handler of a connection that is closed, or of any connection
+        while the server shuts down, finished (its reply is sent).
+        """
+        if protocol.isDisconnected and not protocol.runningHandlers:
+            self._forget(protocol)
+        if self._draining:
+            self._checkDrained()
 
     def _forget(self, protocol: WebWireServerProtocol) -> None:
         """The connection is closed and its handlers are done."""

@@ -42,11 +42,11 @@ from webwire.sessions.session import (
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
+# parseURL and connectionPool are helpers this module shares with
+# webwire.cluster.redis, not API.
 __all__ = [
     "CorruptRedisSessionError",
     "RedisSessionManager",
-    "connectionPool",
-    "parseURL",
 ]
 
 _T = TypeVar("_T")

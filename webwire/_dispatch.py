@@ -1,0 +1,728 @@
+# -*- test-case-name: tests.test_dispatch -*-
+"""
+The transport-free half of a server connection: what happens to the
+messages a connection has read, until its close.
+
+A L{Dispatcher} knows nothing of WebSockets nor of the transport. It gets
+parsed messages from its L{Link} (the Autobahn adapter,
+L{webwire._protocol.WebWireServerProtocol}) and, per connection,
+
+  - queues what arrives while the connection is at its concurrency limit
+    (or its connect hook runs) and starts it once a slot frees;
+  - counts the handlers running (the busy count the server's drain waits
+    on) and keeps the Deferreds among them so that they can be cancelled;
+  - turns every handler outcome into exactly one encoded reply, handed to
+    L{Link.sendReply};
+  - orders a violation after what was read before it: those messages are
+    handled and answered, then the close follows;
+  - sequences a graceful close: refuse what waits, let the running
+    handlers finish, then ask the link to send the Close frame
+    (L{Link.finishClosing}).
+
+It tells its link when reading may change (L{Link.updateReading}) and its
+server when a handler finished while that matters to the server's
+bookkeeping (the C{handlerFinished} callable it is given).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Coroutine
+from enum import Enum
+from functools import partial
+from typing import Any, Final, Protocol
+
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+
+from webwire import wire
+from webwire.errors import (
+    InternalError,
+    MaxSessionConnections,
+    RequestError,
+    SessionNotFound,
+)
+from webwire.interfaces import IConnection, IWebWireServer
+from webwire.logonce import RepeatedEvents
+from webwire.metrics import IServerObserver
+from webwire.sessions.registry import SessionChannel, SessionRegistry
+from webwire.sessions.session import Session
+
+__all__ = ["ConnectionState", "Dispatcher", "Link", "callHook"]
+
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_INTERNAL_ERROR: Final = 1011
+
+
+class ConnectionState(Enum):
+    """
+    Where a server connection is. OPENING lasts until the WebSocket
+    handshake completes; CLOSING from a close request until the running
+    handlers are done.
+    """
+
+    OPENING = "opening"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+# Module-level names: compared by identity on the hot path.
+_OPENING: Final = ConnectionState.OPENING
+_OPEN: Final = ConnectionState.OPEN
+_CLOSING: Final = ConnectionState.CLOSING
+_CLOSED: Final = ConnectionState.CLOSED
+
+
+class Link(SessionChannel, Protocol):
+    """
+    What a L{Dispatcher} needs from the transport side of its connection.
+    """
+
+    @property
+    def peer(self) -> str | None:
+        """The client's address, for logs."""
+
+    @property
+    def reading(self) -> bool:
+        """Whether the transport reads now."""
+
+    @property
+    def messageBufferSize(self) -> int:
+        """The largest message either side may send, in bytes."""
+
+    def sendReply(self, data: bytes) -> None:
+        """
+        Send an encoded reply; dropped (and logged once) if the connection
+        is closed.
+        """
+
+    def updateReading(self) -> None:
+        """The dispatcher's state changed: pause or resume reading."""
+
+    def finishClosing(self, code: int, reason: str) -> None:
+        """Every handler is done: send the Close frame with C{code}."""
+
+
+class Dispatcher:
+    """
+    The messages of one server connection (see the module docstring).
+
+    :ivar state: The L{ConnectionState}.
+    :ivar inputEnded: C{True} after a violation: nothing more is read as a
+        message.
+    :ivar connectHookPending: C{True} while the application's
+        C{onClientConnected} runs; nothing starts meanwhile.
+    :ivar disconnected: C{True} once the connection is closed.
+    """
+
+    __slots__ = (
+        "_application",
+        "_busy",
+        "_closeCode",
+        "_closeReason",
+        "_closeWaiters",
+        "_connection",
+        "_events",
+        "_handlerFinished",
+        "_inline",
+        "_limit",
+        "_link",
+        "_observer",
+        "_pending",
+        "_pumping",
+        "_queue",
+        "_sendReply",
+        "_sessions",
+        "_shuttingDown",
+        "_violationCode",
+        "_violationReason",
+        "connectHookPending",
+        "disconnected",
+        "inputEnded",
+        "state",
+    )
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        link: Link,
+        application: IWebWireServer,
+        observer: IServerObserver,
+        sessions: SessionRegistry | None,
+        events: RepeatedEvents,
+        handlerFinished: Callable[[], None],
+    ) -> None:
+        """
+        :param link: The transport side of the connection.
+        :param application: What handles requests and signals.
+        :param observer: What is told of requests, signals and violations.
+        :param sessions: The server's sessions, or C{None} without.
+        :param events: Where what one message can make happen again and
+            again is logged once.
+        :param handlerFinished: Called when a handler finished while the
+            connection is closed or the server shuts down (what the
+            server's bookkeeping waits on).
+        """
+        self._link = link
+        self._sendReply = link.sendReply
+        self._application = application
+        self._observer = observer
+        self._sessions = sessions
+        self._events = events
+        self._handlerFinished = handlerFinished
+        self._connection: IConnection | None = None
+        self.state = _OPENING
+        self._queue: deque[wire.Message] = deque()
+        # Handlers running now; those that returned a Deferred are also in
+        # _pending, so that a shutdown can cancel them.
+        self._busy = 0
+        self._pending: set[Deferred[Any]] = set()
+        self._limit: int | None = None
+        # A session request runs inline: nothing else starts meanwhile.
+        self._inline = False
+        self.connectHookPending = False
+        self.inputEnded = False
+        self._violationCode = CLOSE_PROTOCOL_ERROR
+        self._violationReason = ""
+        self._closeCode = 1000
+        self._closeReason = ""
+        self._closeWaiters: list[Deferred[None]] = []
+        self._pumping = False
+        # Set by drain(): the server shuts down.
+        self._shuttingDown = False
+        self.disconnected = False
+
+    # State ----------------------------------------------------------------
+
+    @property
+    def runningHandlers(self) -> int:
+        """How many handlers run now."""
+        return self._busy
+
+    @property
+    def queued(self) -> int:
+        """How many messages read wait for a handler slot."""
+        return len(self._queue)
+
+    @property
+    def isActive(self) -> bool:
+        """
+        C{True} while the connection is open and not closing (after a
+        violation it is closing, though what was read before is handled).
+        """
+        return self.state is _OPEN and not self.inputEnded
+
+    def ignoringInput(self) -> bool:
+        """Whether what arrives now is read and discarded."""
+        return self.inputEnded or self.state is not _OPEN
+
+    def atLimit(self) -> bool:
+        """Whether no further handler may start now."""
+        return self._inline or (self._limit is not None and self._busy >= self._limit)
+
+    def waitingOnHandlers(self) -> bool:
+        """
+        Whether reading waits for this connection's own handlers (or its
+        connect hook). Never while the server shuts down: then every message
+        is answered at once.
+        """
+        return (
+            self.state is _OPEN
+            and not self._shuttingDown
+            and (self.connectHookPending or bool(self._queue) or self.atLimit())
+        )
+
+    # Life cycle -----------------------------------------------------------
+
+    def open(self, connection: IConnection, limit: int | None) -> None:
+        """
+        The WebSocket handshake completed: handlers get C{connection}, at
+        most C{limit} at a time (C{None}: no limit).
+        """
+        self.state = _OPEN
+        self._connection = connection
+        self._limit = limit
+
+    def startConnectHook(self) -> None:
+        """
+        Call the application's C{onClientConnected}; nothing starts until
+        it is done.
+        """
+        self.connectHookPending = True
+        hook = callHook(self._application.onClientConnected, self._connection)
+        hook.addCallbacks(self._connectHookDone, self._connectHookFailed)
+
+    def _connectHookDone(self, result: object) -> None:
+        self.connectHookPending = False
+        self._pump()
+
+    def _connectHookFailed(self, failure: Failure) -> None:
+        self.connectHookPending = False
+        self._log.failure(
+            "onClientConnected failed for {peer}; closing the connection",
+            failure,
+            peer=self._link.peer,
+        )
+        self.closeGracefully(CLOSE_INTERNAL_ERROR, "internal error")
+
+    def abort(self) -> None:
+        """The connection is being aborted: nothing more is handled."""
+        self.state = _CLOSED
+        self._queue.clear()
+
+    def closed(self) -> bool:
+        """
+        The connection is closed; running handlers go on, their replies
+        are dropped.
+
+        :returns: Whether it was open (its handshake completed) before.
+        """
+        self.disconnected = True
+        opened = self.state is not _OPENING
+        self.state = _CLOSED
+        self._queue.clear()
+        return opened
+
+    def releaseCloseWaiters(self) -> None:
+        """Fire what L{closeGracefully} returned."""
+        waiters, self._closeWaiters = self._closeWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def closeGracefully(self, code: int, reason: str) -> Deferred[None]:
+        """
+        Stop starting handlers, let the running ones finish (their replies
+        are sent), then close with C{code}. Requests already read that wait
+        for a free handler slot are answered with ReplyShutdown (signals
+        among them are dropped); everything that arrives from now on is
+        read and discarded.
+
+        :returns: A Deferred firing with C{None} once the connection is closed.
+        """
+        if self.disconnected:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._closeWaiters.append(waiter)
+        if self.state is _OPEN:
+            self.state = _CLOSING
+            if self.inputEnded:
+                code, reason = self._violationCode, self._violationReason
+            self._closeCode = code
+            self._closeReason = reason
+            while self._queue:
+                self._refuse(self._queue.popleft())
+            self._link.updateReading()
+            if not self._busy:
+                self._link.finishClosing(self._closeCode, self._closeReason)
+        return waiter
+
+    def drain(self) -> None:
+        """
+        The server shuts down: answer what waits in the queue (requests get
+        ReplyShutdown, signals are dropped), answer every request read from
+        now on with ReplyShutdown, and read again, so that new requests are
+        answered at once. Running handlers go on.
+        """
+        self._shuttingDown = True
+        while self._queue:
+            self._dispatch(self._queue.popleft())
+        self._link.updateReading()
+
+    def cancelHandlers(self) -> None:
+        """Cancel the handlers running now that returned a Deferred."""
+        for handler in list(self._pending):
+            handler.cancel()
+
+    def violation(self, code: int, reason: str) -> None:
+        """
+        The client broke the protocol: nothing more it sends is handled. The
+        messages read before are handled and answered, then the connection
+        closes with C{code}. While closing already, C{code} replaces the
+        close code if the Close frame is not sent yet.
+        """
+        if self.inputEnded or self.state is _CLOSED:
+            return
+        self._observer.violation(code)  # metrics
+        self._log.warn(
+            "protocol violation from {peer}: {reason}; closing the connection",
+            peer=self._link.peer,
+            reason=reason,
+        )
+        self.inputEnded = True
+        self._violationCode = code
+        self._violationReason = reason
+        if self.state is _CLOSING:
+            self._closeCode = code
+            self._closeReason = reason
+        self._pump()
+
+    # Dispatch -------------------------------------------------------------
+
+    def received(self, message: wire.Message) -> None:
+        """A message was read (and parsed) while the connection is open."""
+        if self._shuttingDown:
+            self._dispatch(message)
+        elif self._queue or self.connectHookPending or self.atLimit():
+            self._queue.append(message)
+            self._link.updateReading()
+        else:
+            self._dispatch(message)
+            if self.atLimit():
+                self._link.updateReading()
+
+    def _dispatch(self, message: wire.Message) -> None:
+        kind = type(message)
+        if kind is wire.Request:
+            assert isinstance(message, wire.Request)
+            if self._shuttingDown:
+                reply = _specialReply(message, wire.MessageType.REPLY_SHUTDOWN)
+                self._observer.requestDone(message.name, reply, None)  # metrics
+                self._sendReply(reply)
+            else:
+                self._runRequest(message)
+        elif kind is wire.Signal:
+            assert isinstance(message, wire.Signal)
+            if not self._shuttingDown:
+                self._runSignal(message)
+        elif kind is wire.RestoreSession or kind is wire.CloseSession:
+            assert isinstance(message, (wire.RestoreSession, wire.CloseSession))
+            if self._shuttingDown:
+                self._sendReply(_specialReply(message, wire.MessageType.REPLY_SHUTDOWN))
+            elif self._sessions is None:
+                self._sendReply(
+                    _specialReply(message, wire.MessageType.REPLY_SESSIONS_DISABLED)
+                )
+            else:
+                self._runSessionRequest(message, self._sessions)
+        else:
+            self._events.emit(
+                self._log,
+                "server-only message",
+                LogLevel.debug,
+                "ignoring {kind} from {peer}: only servers send it",
+                kind=kind.__name__,
+                peer=self._link.peer,
+            )
+
+    def _refuse(self, message: wire.Message) -> None:
+        """
+        Answer a message read but not started before the connection began
+        closing: requests get ReplyShutdown, the rest is dropped.
+        """
+        if isinstance(message, (wire.Request, wire.RestoreSession, wire.CloseSession)):
+            self._sendReply(_specialReply(message, wire.MessageType.REPLY_SHUTDOWN))
+
+    def _runRequest(self, request: wire.Request) -> None:
+        started = self._observer.now()  # metrics: the request's duration
+        self._runHandler(
+            self._application.onRequest,
+            request,
+            partial(self._replyWithResult, started=started),
+            partial(self._replyWithFailure, started=started),
+        )
+
+    def _runSignal(self, signal: wire.Signal) -> None:
+        self._observer.signalIn()  # metrics
+        self._runHandler(
+            self._application.onSignal,
+            signal,
+            _ignoreResult,
+            self._signalFailed,
+        )
+
+    def _runHandler(
+        self,
+        hook: Callable[[IConnection, Any], object],
+        message: Any,
+        onResult: Callable[[Any, Any], None],
+        onFailure: Callable[[Failure, Any], None],
+    ) -> None:
+        """
+        Run an application handler and hand its outcome on.
+
+        The handler counts as busy from before the call until its outcome
+        was handled (for a request: its reply written), so that a handler
+        that closes its own connection still gets its reply out first.
+        """
+        self._busy += 1
+        try:
+            result = hook(self._connection, message)  # type: ignore[arg-type]
+        except BaseException:
+            onFailure(Failure(), message)
+            self._handlerDone()
+            return
+        if isinstance(result, Coroutine):
+            result = Deferred.fromCoroutine(result)
+        if not isinstance(result, Deferred):
+            # The common case: done at once, no Deferred needed.
+            onResult(result, message)
+            self._handlerDone()
+            return
+        self._pending.add(result)
+        result.addCallbacks(
+            onResult, onFailure, callbackArgs=(message,), errbackArgs=(message,)
+        )
+        result.addBoth(self._deferredDone, result)
+
+    def _runSessionRequest(
+        self,
+        message: wire.RestoreSession | wire.CloseSession,
+        sessions: SessionRegistry,
+    ) -> None:
+        """
+        Restore- and close-session requests run inline, as in the original
+        server: nothing else of this connection starts until they are done.
+        """
+        self._busy += 1
+        self._inline = True
+        identifier = message.identifier
+        reply: Deferred[bytes]
+        if isinstance(message, wire.RestoreSession):
+            # Encoded before the connection takes the session: a document
+            # too large for a reply fails the restore.
+            encoded: list[bytes] = []
+
+            def encode(session: Session) -> None:
+                encoded.append(
+                    wire.encodeReply(
+                        identifier,
+                        session.toJSON(),
+                        wire.Encoding.UTF8,
+                        self._link.messageBufferSize,
+                    )
+                )
+
+            restored = sessions.restore(self._link, message.key, encode)
+            reply = restored.addCallback(lambda _: encoded[-1])
+        else:
+            reply = sessions.clientClose(self._link).addCallback(
+                lambda _: wire.encodeReply(identifier, b"", wire.Encoding.BINARY)
+            )
+        self._pending.add(reply)
+        reply.addErrback(self._sessionRequestRefused, message)
+        reply.addCallbacks(
+            self._sendReply, self._sessionRequestFailed, errbackArgs=(message,)
+        )
+        reply.addBoth(self._inlineDone, reply)
+
+    @staticmethod
+    def _sessionRequestRefused(
+        failure: Failure, message: wire.RestoreSession | wire.CloseSession
+    ) -> bytes | Failure:
+        """
+        The reply to a session request the registry refused, already logged
+        there: not found, too many connections, an internal error or a
+        cancelled lookup. Any other failure is passed on.
+        """
+        error = failure.value
+        if isinstance(error, SessionNotFound):
+            kind = wire.MessageType.REPLY_SESSION_NOT_FOUND
+        elif isinstance(error, MaxSessionConnections):
+            kind = wire.MessageType.REPLY_MAX_SESSION_CONNECTIONS_REACHED
+        elif isinstance(error, (InternalError, CancelledError)):
+            kind = wire.MessageType.REPLY_INTERNAL_ERROR
+        else:
+            return failure
+        return _specialReply(message, kind)
+
+    def _sessionRequestFailed(
+        self, failure: Failure, message: wire.RestoreSession | wire.CloseSession
+    ) -> None:
+        self._events.failure(
+            self._log,
+            "session request failed",
+            "session request from {peer} failed; answering with an internal error",
+            failure,
+            peer=self._link.peer,
+        )
+        self._sendReply(_specialReply(message, wire.MessageType.REPLY_INTERNAL_ERROR))
+
+    def _inlineDone(self, result: object, reply: Deferred[Any]) -> None:
+        self._inline = False
+        self._deferredDone(result, reply)
+
+    # Replies --------------------------------------------------------------
+
+    def _replyWithResult(
+        self, result: object, request: wire.Request, started: float
+    ) -> None:
+        def build() -> bytes:
+            payload = wire.Payload.coerce(result)  # type: ignore[arg-type]
+            return wire.encodeReply(
+                request.identifier,
+                payload.data,
+                payload.encoding,
+                self._link.messageBufferSize,
+            )
+
+        reply = self._buildReply(request, build, "reply")
+        self._observer.requestDone(request.name, reply, started)  # metrics
+        self._sendReply(reply)
+
+    def _replyWithFailure(
+        self, failure: Failure, request: wire.Request, started: float
+    ) -> None:
+        error = failure.value
+        if isinstance(error, RequestError):
+
+            def build() -> bytes:
+                assert isinstance(error, RequestError)
+                return wire.encodeErrorReply(
+                    request.identifier,
+                    error.code,
+                    error.message,
+                    self._link.messageBufferSize,
+                )
+
+            reply = self._buildReply(request, build, "error reply")
+            self._observer.requestDone(request.name, reply, started)  # metrics
+            self._sendReply(reply)
+            return
+        cancelled = isinstance(error, CancelledError)
+        if cancelled:
+            self._events.emit(
+                self._log,
+                "request cancelled",
+                LogLevel.warn,
+                "request {name!r} from {peer} was cancelled; answering with an "
+                "internal error",
+                name=request.name,
+                peer=self._link.peer,
+            )
+        else:
+            self._events.failure(
+                self._log,
+                "request handler failed",
+                "request handler for {name!r} from {peer} failed; answering "
+                "with an internal error",
+                failure,
+                name=request.name,
+                peer=self._link.peer,
+            )
+        reply = _specialReply(request, wire.MessageType.REPLY_INTERNAL_ERROR)
+        self._observer.requestDone(request.name, reply, started, cancelled)
+        self._sendReply(reply)
+
+    def _buildReply(
+        self, request: wire.Request, build: Callable[[], bytes], what: str
+    ) -> bytes:
+        """
+        Encode a reply; if the handler's result cannot be sent, log why and
+        answer with an internal error instead, so that the request is never
+        left without a reply.
+        """
+        try:
+            return build()
+        except (TypeError, wire.InvalidMessage) as e:
+            self._events.emit(
+                self._log,
+                "unsendable reply",
+                LogLevel.error,
+                "{what} to request {name!r} from {peer} cannot be sent "
+                "({error}); answering with an internal error",
+                what=what,
+                name=request.name,
+                peer=self._link.peer,
+                error=e,
+            )
+        except Exception:
+            self._events.failure(
+                self._log,
+                "reply encoding failed",
+                "encoding the {what} to request {name!r} from {peer} failed; "
+                "answering with an internal error",
+                what=what,
+                name=request.name,
+                peer=self._link.peer,
+            )
+        return _specialReply(request, wire.MessageType.REPLY_INTERNAL_ERROR)
+
+    def _signalFailed(self, failure: Failure, signal: wire.Signal) -> None:
+        if failure.check(CancelledError):
+            self._events.emit(
+                self._log,
+                "signal cancelled",
+                LogLevel.warn,
+                "signal handler for {name!r} from {peer} was cancelled",
+                name=signal.name,
+                peer=self._link.peer,
+            )
+        else:
+            self._events.failure(
+                self._log,
+                "signal handler failed",
+                "signal handler for {name!r} from {peer} failed",
+                failure,
+                name=signal.name,
+                peer=self._link.peer,
+            )
+
+    # Handlers finishing ---------------------------------------------------
+
+    def _deferredDone(self, result: object, handler: Deferred[Any]) -> None:
+        self._pending.discard(handler)
+        self._handlerDone()
+
+    def _handlerDone(self) -> None:
+        """
+        A handler finished and its reply (if any) was sent: start what waits,
+        or finish closing.
+        """
+        self._busy -= 1
+        state = self.state
+        if state is _OPEN:
+            if self._queue or self.inputEnded or not self._link.reading:
+                self._pump()
+        elif state is _CLOSING:
+            if not self._busy:
+                self._link.finishClosing(self._closeCode, self._closeReason)
+        elif self.disconnected and not self._busy:
+            self._events.summarise()  # what happened after the disconnect
+        if self.disconnected or self._shuttingDown:
+            # Only then does the server's bookkeeping care.
+            self._handlerFinished()
+
+    def _pump(self) -> None:
+        """
+        Start queued messages while there are free handler slots.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while (
+                self._queue
+                and self.state is _OPEN
+                and not self.connectHookPending
+                and not self.atLimit()
+            ):
+                self._dispatch(self._queue.popleft())
+        finally:
+            self._pumping = False
+        if (
+            self.inputEnded
+            and self.state is _OPEN
+            and not (self._queue or self._busy or self.connectHookPending)
+        ):
+            # Everything read before the violation is answered.
+            self.closeGracefully(self._violationCode, self._violationReason)
+        self._link.updateReading()
+
+
+def callHook(hook: Callable[..., object], *args: object) -> Deferred[Any]:
+    """Call an application hook; it may return a value, Deferred or coroutine."""
+    return maybeDeferred(hook, *args)
+
+
+def _ignoreResult(result: object, message: object) -> None:
+    """A signal handler's result is not sent anywhere."""
+
+
+def _specialReply(
+    message: wire.Request | wire.RestoreSession | wire.CloseSession,
+    kind: wire.MessageType,
+) -> bytes:
+    return wire.encodeSpecialReply(kind, message.identifier)
