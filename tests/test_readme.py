@@ -156,6 +156,18 @@ SUBSTITUTIONS = {
         ".venv/bin/python -m benchmarks.cluster --seconds 0.2 --warmup 0.1 "
         "--rounds 1 --processes 1"
     ),
+    ".venv/bin/python -m benchmarks.workers": (
+        ".venv/bin/python -m benchmarks.workers --workers 1 --seconds 0.2 "
+        "--warmup 0.1 --rounds 1 --clients-processes 1 --connections 2"
+    ),
+    ".venv/bin/python -m benchmarks.stress": (
+        ".venv/bin/python -m benchmarks.stress --messages 300 --processes 1 "
+        "--connections 4"
+    ),
+    ".venv/bin/python -m benchmarks.stress --messages 1000000 --duration 1800": (
+        ".venv/bin/python -m benchmarks.stress --messages 300 --processes 1 "
+        "--connections 4 --duration 60"
+    ),
 }
 
 CHECKS: dict[str, Check] = {
@@ -197,6 +209,7 @@ CHECKS: dict[str, Check] = {
     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days "
     "30 -keyout key.pem -out cert.pem -subj /CN=localhost -addext "
     "'subjectAltName=DNS:localhost,IP:127.0.0.1'": Check("run"),
+    "twistd -n webwire --workers auto --listen tcp:8080": Check("serve", (8080,), CHAT),
     "twistd -n --pidfile=a.pid webwire --listen tcp:8080 --sessions redis "
     "--cluster --redis-url redis://127.0.0.1:6379/0": Check(
         "serve", (8080,), pidFiles=("a.pid",), needsRedis=True
@@ -212,10 +225,25 @@ CHECKS: dict[str, Check] = {
     ),
     ".venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy "
     "webwire tests": Check("run", output="Success: no issues found"),
-    ".venv/bin/python -m benchmarks.roundtrip # round trips/s vs a bare Autobahn "
-    "echo server": Check("run"),
+    ".venv/bin/python -m benchmarks.roundtrip # server CPU/request vs a bare "
+    "Autobahn echo server": Check("run"),
     ".venv/bin/python -m benchmarks.cluster # 1 vs 2 server processes on one "
     "port, Redis sessions": Check("run", needsRedis=True),
+    ".venv/bin/python -m benchmarks.workers # twistd webwire --workers 1 vs 2": Check(
+        "run"
+    ),
+    ".venv/bin/python -m benchmarks.stress # fuzz-and-soak, 20,000 messages, every "
+    "reply checked": Check("run", output="all checks passed"),
+    ".venv/bin/python -m benchmarks.stress --messages 1000000 --duration 1800 # the "
+    "long run": Check("run", output="all checks passed"),
+    ".venv/bin/pip install -e '.[dev]' --config-settings editable_mode=compat": Check(
+        "run"
+    ),
+    ".venv/bin/python -m pydoctor": Check("run"),
+    ".venv/bin/towncrier build --yes --version \"$(.venv/bin/python -c 'import "
+    "webwire; print(webwire.__version__)')\"": Check("run"),
+    "rm -rf dist && .venv/bin/python -m build && .venv/bin/twine check --strict "
+    "dist/*": Check("run", output="PASSED"),
 }
 """Every README command; the command-line examples are probes instead."""
 
@@ -343,8 +371,8 @@ class ReadmeCommandTests(TestCase):
             _terminate(os.path.join(self.directory, pidFile))
         await process.ended
         output = process.output.decode("utf-8", "replace")
-        self.assertNotIn("Traceback", output, command)
-        self.assertIn("Server Shut Down", output, command)
+        self.assertNotIn("Traceback", output, f"{command}:\n{output}")
+        self.assertIn("Server Shut Down", output, f"{command}:\n{output}")
 
     async def test_everyCommand(self) -> None:
         """
