@@ -67,7 +67,7 @@ class AvailabilityTests(SynchronousTestCase):
         self.successResultOf(up)
         self.assertEqual(
             self.texts()[1:],
-            ["Redis at redis://h:1/0 is reachable again, after 2.5 s"],
+            ["Redis at redis://h:1/0 works again, after 2.5 s"],
         )
         self.availability.succeeded(a)
         self.assertEqual(len(self.events), 2)

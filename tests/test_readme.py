@@ -45,6 +45,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
 from tests.redisserver import REDIS_SERVER, RedisServer
 from tests.test_twistd import ServerProcess
@@ -365,6 +366,7 @@ class ReadmeCommandTests(TestCase):
         self.addCleanup(kill)
         for n in range(1, len(check.ports) + 1):
             await process.match(re.compile(rb"starting on (\d+)"), n)
+        await _answering(check.ports[-1])
         for probe, expected in [*check.probes, *probes]:
             await self.probe(probe, expected)
         for pidFile in check.pidFiles:
@@ -458,6 +460,17 @@ class ReadmeCommandTests(TestCase):
             await process.ended
             output = process.output.decode("utf-8", "replace")
             self.assertNotIn("Traceback", output, command)
+
+
+async def _answering(port: int) -> None:
+    """
+    Wait for an HTTP answer on C{port}, whatever it is: the server's reactor
+    runs (a server that logged its port may not yet be handling signals, and
+    SIGTERM would kill it without a clean shutdown).
+    """
+    agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+    response = await agent.request(b"GET", f"http://127.0.0.1:{port}/".encode())
+    await readBody(response)
 
 
 def _terminate(pidFile: str) -> None:

@@ -334,7 +334,7 @@ class RedisOutageEndToEndTests(TestCase):
         @implementer(ILogObserver)
         def observe(event: dict[str, Any]) -> None:
             events.append(event)
-            if "is unreachable" in event.get("log_format", "") and not warned.called:
+            if "is unreachable" in formatEvent(event) and not warned.called:
                 warned.callback(None)
 
         globalLogPublisher.addObserver(observe)
@@ -366,7 +366,7 @@ class RedisOutageEndToEndTests(TestCase):
 
         await redis.start()  # on the same port, empty
         await manager.availability.whenUp()
-        back = [formatEvent(e) for e in events if "reachable again" in formatEvent(e)]
+        back = [formatEvent(e) for e in events if "works again" in formatEvent(e)]
         self.assertEqual(len(back), 1, back)
         self.assertIn(f"Redis at {redis.url}", back[0])
         session, _ = await loggedIn(await server.connectAccepted(), "bob")

@@ -65,12 +65,18 @@ class Availability:
     :param consequence: What an outage means, for the warning, e.g.
         C{"session operations fail at once until it is back"}.
     :param clock: For the length of an outage; default: the global reactor.
+    :param problem: What an outage is called in the log and in
+        L{Unavailable} (C{"{name} is {problem} ({reason})"}).
     """
 
     _log = Logger()
 
     def __init__(
-        self, name: str, consequence: str, clock: IReactorTime | None = None
+        self,
+        name: str,
+        consequence: str,
+        clock: IReactorTime | None = None,
+        problem: str = "unreachable",
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -78,6 +84,7 @@ class Availability:
             clock = reactor
         self.name = name
         self.consequence = consequence
+        self.problem = problem
         self._clock: IReactorTime = clock
         self._down: dict[object, str] = {}
         self._since = 0.0
@@ -100,8 +107,9 @@ class Availability:
         if first:
             self._since = self._clock.seconds()
             self._log.warn(
-                "{name} is unreachable ({reason}): {consequence}",
+                "{name} is {problem} ({reason}): {consequence}",
                 name=self.name,
+                problem=self.problem,
                 reason=reason,
                 consequence=self.consequence,
             )
@@ -114,7 +122,7 @@ class Availability:
         if self._down.pop(member, None) is None or self._down:
             return
         self._log.info(
-            "{name} is reachable again, after {seconds:.1f} s",
+            "{name} works again, after {seconds:.1f} s",
             name=self.name,
             seconds=self._clock.seconds() - self._since,
         )
@@ -139,7 +147,7 @@ class Availability:
         """
         reason = self._down.get(member)
         if reason is not None:
-            raise Unavailable(f"{self.name} is unreachable ({reason})")
+            raise Unavailable(f"{self.name} is {self.problem} ({reason})")
 
     def whenUp(self) -> Deferred[None]:
         """A Deferred that fires once no member is down (at once if none)."""
