@@ -280,6 +280,8 @@ class Options(usage.Options):
             self["listen"] = [DEFAULT_LISTEN]
         for description in self["listen"]:
             checkEndpoint(description)
+        if self["metrics"] is not None:
+            checkEndpoint(self["metrics"], option="--metrics")
         try:
             checkWorkerOptions(self)
         except ValueError as e:
