@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService, Service
@@ -482,9 +483,10 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     if config["app"] == DEFAULT_APP and config["backend"] is None:
         from webwire.demo import ChatApplication, makeDemoRoot
 
+        # --path is the application's: the chat page connects to /chat.
         chat = WebWireServerFactory(
             ChatApplication(reactor),
-            config["options"],
+            replace(config["options"], paths=()),
             sessionManager=_sessionManager(config, reactor, "chat"),
             cluster=_cluster(config, reactor, "chat"),
             reactor=reactor,
