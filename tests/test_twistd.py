@@ -168,6 +168,13 @@ class TwistdTests(TestCase):
             formatEvent(json.loads(line)) if line.startswith("{") else line
             for line in output.splitlines()
         ]
+        [served] = [t for t in texts if "] serving " in t or t.startswith("serving ")]
+        self.assertIn(
+            "serving ConformanceApplication (webwire.conformance.makeApplication) "
+            "on tcp:0:interface=127.0.0.1, WebSocket upgrades on any path; the chat "
+            "demo at /chat, its page at /; sessions in ",
+            served,
+        )
         for line in [
             "ConformanceApplication: shutting down: 1 handler running on 1 connection",
             "ChatApplication: shutting down: 0 handlers running on 0 connections",

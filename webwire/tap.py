@@ -6,6 +6,7 @@ C{twistd webwire}: command-line options and the service they make.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python import usage
 
 from webwire._apploader import addAppDirectory, loadApplication
@@ -27,6 +29,7 @@ from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.web import WebWireRoot, makeSite
 from webwire.workers import (
     PER_WORKER,
+    WORKER_ENVIRONMENT,
     WorkerSupervisor,
     checkWorkerOptions,
     parseListen,
@@ -435,6 +438,71 @@ def _cluster(
     )
 
 
+def _sessionStore(config: Options, demo: bool) -> str:
+    """How C{config} keeps sessions, in words (no password)."""
+    kind = config["sessions"]
+    if kind == "off":
+        return "sessions off"
+    if kind == "memory":
+        store = "sessions in memory"
+    elif kind == "file":
+        directory = config["session-directory"]
+        chat = f" (chat: {os.path.join(directory, 'chat')})" if demo else ""
+        store = f"sessions in {directory}{chat}"
+    else:
+        from webwire.outage import withoutPassword
+
+        store = f"sessions in Redis at {withoutPassword(config['redis-url'])}"
+    if config["cluster"]:
+        store += ", clustered through Redis"
+    return store
+
+
+def servedSummary(config: Options) -> str:
+    """
+    What C{twistd webwire} with C{config} serves, in one line for its
+    start-up log: the application, where, on which paths, the chat page,
+    the session store, and the workers and metrics if any.
+    """
+    demo = config["app"] == DEFAULT_APP and config["backend"] is None
+    if config["backend"] is not None:
+        application = f"the HTTP gateway to {config['backend']}"
+    else:
+        application = f"{type(config['application']).__name__} ({config['app']})"
+    where = ", ".join(str(d) for d in config["listen"])
+    paths = ", ".join(config["paths"]) or "any path"
+    parts = [f"serving {application} on {where}, WebSocket upgrades on {paths}"]
+    if demo:
+        page = re.match(r"(tcp6?|ssl):(\d+)", str(config["listen"][0]))
+        url = (
+            f"{'https' if page.group(1) == 'ssl' else 'http'}://localhost:"
+            f"{page.group(2)}/"
+            if page is not None and page.group(2) != "0"
+            else "/"
+        )
+        parts.append(f"the chat demo at /chat, its page at {url}")
+    parts.append(_sessionStore(config, demo))
+    if config["metrics"] is not None:
+        parts.append(f"metrics at /metrics on {config['metrics']}")
+    if config["workers"] > 1:
+        parts.append(f"{config['workers']} workers")
+    return "; ".join(parts)
+
+
+_log = Logger()
+
+
+class _Announce(Service):
+    """Logs what is served once started (after the listening children)."""
+
+    def __init__(self, summary: str) -> None:
+        self._summary = summary
+
+    def startService(self) -> None:
+        super().startService()
+        _log.info("{summary}", summary=self._summary)
+
+
 def makeService(config: Options, reactor: Any = None) -> IService:
     """
     Make the service C{twistd webwire} runs: a web site on every endpoint
@@ -457,6 +525,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     :param reactor: The reactor to listen with; the global one if omitted.
     """
     if config["workers"] > 1:
+        _log.info("{summary}", summary=servedSummary(config))
         return WorkerSupervisor(
             config.argv,
             [parseListen(description) for description in config["listen"]],
@@ -509,6 +578,9 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         metricsService(config["metrics"], metrics, reactor).setServiceParent(service)
     if config["backend"] is not None:
         _Closing(config["application"].close).setServiceParent(service)
+    if not os.environ.get(WORKER_ENVIRONMENT):
+        # Once, by the process that was started: not by each worker.
+        _Announce(servedSummary(config)).setServiceParent(service)
     for served in service.factories:
         disconnect = getattr(served.sessionManager, "disconnect", None)
         if disconnect is not None:
