@@ -130,6 +130,29 @@ class SQLiteSessionsTests(TestCase):
         gone = await third.roundTrip(wire.encodeRestoreSession(ident(1), key))
         self.assertEqual(gone, h("03") + ident(1))
 
+    async def test_stopsCleanly(self) -> None:
+        """
+        C{main} stopped by SIGTERM after serving a login: the database pool
+        is closed once, without a traceback (it closes itself at shutdown).
+        """
+        boot = (
+            "import sys; from twisted.internet.task import react; "
+            "from examples.sqlite_sessions import main; "
+            "react(main, (sys.argv[1], 'tcp:0:interface=127.0.0.1'))"
+        )
+        process, transport, port = await startServer(
+            self, ["-c", boot, os.path.abspath(self.mktemp())]
+        )
+        client = await connectRaw(port, "/")
+        client.send(wire.encodeRequest(ident(1), "login", b"ada", wire.Encoding.UTF8))
+        await client.receivedCount(3)
+        transport.signalProcess("TERM")
+        await process.ended
+        output = process.output.decode("utf-8", "replace")
+        self.assertIn("shutdown complete", output)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("AlreadyQuit", output)
+
     async def test_keysChecked(self) -> None:
         """
         The SQLite manager checks keys as every manager does: one outside
