@@ -25,6 +25,7 @@ from twisted.internet.error import (
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
 
@@ -140,9 +141,8 @@ class SQLiteSessionsTests(TestCase):
             "from examples.sqlite_sessions import main; "
             "react(main, (sys.argv[1], 'tcp:0:interface=127.0.0.1'))"
         )
-        process, transport, port = await startServer(
-            self, ["-c", boot, os.path.abspath(self.mktemp())]
-        )
+        database = FilePath(self.mktemp()).path
+        process, transport, port = await startServer(self, ["-c", boot, database])
         client = await connectRaw(port, "/")
         client.send(wire.encodeRequest(ident(1), "login", b"ada", wire.Encoding.UTF8))
         await client.receivedCount(3)
