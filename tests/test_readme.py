@@ -20,7 +20,11 @@ commands written without C{.venv/bin/} run with C{.venv/bin} first on
 C{PATH}, as for a user who activated it. Three substitutions keep the run
 short, each written down in L{SUBSTITUTIONS}: the test command runs one
 test module instead of all of C{tests} (this module among them: it would
-run itself), and the benchmarks measure for a fraction of a second. The
+run itself), the benchmarks measure for a fraction of a second (the
+round-trip one as its C{--quick} smoke test), and the stress run sends
+3,000 messages with twice the default bound on log bytes per message (a
+short run opens more connections per message, and each logs its own
+lines; C{tests/test_stress.py} holds the full run to the default). The
 session C{KEY} of the command-line examples is the one C{login} printed.
 
 The servers listen on the README's ports (8080, 8081, 8443, Redis on
@@ -151,7 +155,7 @@ SUBSTITUTIONS = {
         ".venv/bin/python -m twisted.trial -j auto tests.test_options"
     ),
     ".venv/bin/python -m benchmarks.roundtrip": (
-        ".venv/bin/python -m benchmarks.roundtrip --seconds 0.2 --warmup 0.1 --rounds 1"
+        ".venv/bin/python -m benchmarks.roundtrip --quick --startups 1"
     ),
     ".venv/bin/python -m benchmarks.cluster": (
         ".venv/bin/python -m benchmarks.cluster --seconds 0.2 --warmup 0.1 "
@@ -162,12 +166,12 @@ SUBSTITUTIONS = {
         "--warmup 0.1 --rounds 1 --clients-processes 1 --connections 2"
     ),
     ".venv/bin/python -m benchmarks.stress": (
-        ".venv/bin/python -m benchmarks.stress --messages 300 --processes 1 "
-        "--connections 4"
+        ".venv/bin/python -m benchmarks.stress --messages 3000 --processes 1 "
+        "--log-bound 16"
     ),
     ".venv/bin/python -m benchmarks.stress --messages 1000000 --duration 1800": (
-        ".venv/bin/python -m benchmarks.stress --messages 300 --processes 1 "
-        "--connections 4 --duration 60"
+        ".venv/bin/python -m benchmarks.stress --messages 3000 --processes 1 "
+        "--log-bound 16 --duration 60"
     ),
 }
 
