@@ -111,7 +111,7 @@ def describeListenFailure(description: str, error: BaseException) -> ListenFaile
     The one-line failure for an endpoint that could not start listening.
 
     :param description: The endpoint description.
-    :param error: What listening raised, e.g. a L{CannotListenError}.
+    :param error: What listening raised, e.g. a C{CannotListenError}.
     """
     if isinstance(error, CannotListenError):
         reason = error.socketError
