@@ -62,7 +62,10 @@ class SQLiteSessionManager:
         self._ready = self._pool.runOperation(_SCHEMA)
 
     def close(self) -> None:
-        """Close the database connections."""
+        """
+        Close the database connections. Not needed when the reactor stops:
+        the pool closes itself then (and closing it twice fails).
+        """
         self._pool.close()
 
     async def onSessionCreated(self, connection: IConnection) -> None:
@@ -128,8 +131,8 @@ def main(
     factory = WebWireServerFactory(ConformanceApplication(), sessionManager=manager)
     service = WebWireService(factory, [listen])
     service.startService()
+    # The pool closes itself when the reactor stops, after the drain.
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.addSystemEventTrigger("after", "shutdown", manager.close)
     return Deferred()  # runs until the reactor stops (Ctrl-C)
 
 

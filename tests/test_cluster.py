@@ -34,6 +34,7 @@ from webwire.conformance import ConformanceApplication
 from webwire.errors import Disconnected, MessageTooLarge
 from webwire.interfaces import ICluster, IConnection, IServerCluster
 from webwire.options import ServerOptions
+from webwire.outage import Unavailable
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions import MemorySessionManager
@@ -577,7 +578,9 @@ class RedisClusterTests(TestCase):
         await self.redis.stop()
         sent = self.a.factory.cluster.broadcast("during", "")
         self.assertEqual(await inboxA.next(), signal("during", ""))
-        await self.assertFailure(sent, TimeoutError, txredisapi.ConnectionError)
+        await self.assertFailure(
+            sent, TimeoutError, txredisapi.ConnectionError, Unavailable
+        )
         await self.redis.start()  # empty: persistence is off
         await gatherSubscribed(self.a, self.b)
         for server in (self.a, self.b):
@@ -778,9 +781,11 @@ async def gatherSubscribed(*servers: LoopbackServer) -> None:
 async def beatUntilReachable(cluster: RedisCluster) -> None:
     """
     Renew C{cluster}'s registration now, again until Redis answers (its
-    connection pool reconnects at its own pace).
+    connection pool reconnects at its own pace, and fails at once while it
+    knows Redis is down).
     """
     for _ in range(60):  # each attempt waits up to the cluster's timeout
+        await cluster._pool.availability.whenUp()
         await cluster._beat()
         if cluster._reachable and not cluster._dirty:
             return

@@ -25,6 +25,7 @@ from twisted.internet.error import (
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
 
@@ -129,6 +130,28 @@ class SQLiteSessionsTests(TestCase):
         third = await server.connectAccepted()
         gone = await third.roundTrip(wire.encodeRestoreSession(ident(1), key))
         self.assertEqual(gone, h("03") + ident(1))
+
+    async def test_stopsCleanly(self) -> None:
+        """
+        C{main} stopped by SIGTERM after serving a login: the database pool
+        is closed once, without a traceback (it closes itself at shutdown).
+        """
+        boot = (
+            "import sys; from twisted.internet.task import react; "
+            "from examples.sqlite_sessions import main; "
+            "react(main, (sys.argv[1], 'tcp:0:interface=127.0.0.1'))"
+        )
+        database = FilePath(self.mktemp()).path
+        process, transport, port = await startServer(self, ["-c", boot, database])
+        client = await connectRaw(port, "/")
+        client.send(wire.encodeRequest(ident(1), "login", b"ada", wire.Encoding.UTF8))
+        await client.receivedCount(3)
+        transport.signalProcess("TERM")
+        await process.ended
+        output = process.output.decode("utf-8", "replace")
+        self.assertIn("shutdown complete", output)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("AlreadyQuit", output)
 
     async def test_keysChecked(self) -> None:
         """

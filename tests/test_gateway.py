@@ -16,7 +16,13 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.task import Clock
-from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    LogLevel,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
@@ -29,7 +35,14 @@ from tests.test_client import RecordingHooks, closedPort, failsWith
 from webwire import wire
 from webwire.client import ClientOptions, WebWireClient
 from webwire.errors import InternalError, RequestError
-from webwire.gateway import BackendError, HTTPGateway, makeGateway, segmentURL
+from webwire.gateway import (
+    FAILED,
+    UNAVAILABLE,
+    BackendError,
+    HTTPGateway,
+    makeGateway,
+    segmentURL,
+)
 
 Handler = Callable[[Request, bytes], bytes | object]
 
@@ -154,6 +167,7 @@ class GatewayTestCase(TestCase):
         gateway = HTTPGateway(f"http://127.0.0.1:{port}{path}", **kwargs)
         self.addCleanup(gateway.close)
         server = LoopbackServer(self, gateway)
+        self.server = server
         hooks = RecordingHooks()
         client = WebWireClient(
             f"ws://127.0.0.1:{server.portNumber}/", hooks, ClientOptions()
@@ -313,13 +327,12 @@ class ErrorTests(GatewayTestCase):
 
     async def test_internalErrors(self) -> None:
         """
-        A 5xx, a 4xx without a valid JSON error, a 3xx (not followed) and a
-        UTF-16 body of odd length become internal errors; the backend's text
-        never reaches the client, the reason is logged.
+        A 4xx without a valid JSON error, a 3xx (not followed) and a UTF-16
+        body of odd length become internal errors; the backend's text never
+        reaches the client, the reason is logged.
         """
         _, client, _ = self.serve()
         secret = b'{"code": "SECRET", "message": "stack trace"}'
-        self.backend.handlers["/api/crash"] = answer(500, secret)
         self.backend.handlers["/api/html"] = answer(400, b"<h1>bad</h1>")
         self.backend.handlers["/api/nocode"] = answer(400, b'{"message": "x"}')
         self.backend.handlers["/api/moved"] = answer(
@@ -328,25 +341,76 @@ class ErrorTests(GatewayTestCase):
         self.backend.handlers["/api/odd"] = answer(
             200, b"abc", b"text/plain; charset=utf-16le"
         )
-        names = ["crash", "html", "nocode", "moved", "odd"]
+        self.backend.handlers["/api/nocode"] = answer(400, secret[:-1])
+        names = ["html", "nocode", "moved", "odd"]
         for name in names:
             error = await failsWith(client.request(name, "x"), InternalError)
             self.assertNotIn("SECRET", str(error))
         self.assertEqual(len(self.flushLoggedErrors(BackendError)), len(names))
         self.assertEqual(len(self.backend.requests), len(names))
 
+    def logged(self) -> list[LogEvent]:
+        """The log events from now on (a list that grows)."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return events
+
     async def test_backendDown(self) -> None:
-        """An unreachable backend (a closed port) means an internal error."""
-        _, client, _ = self.serve(backendPort=closedPort())
-        await failsWith(client.request("echo", "x"), InternalError)
-        self.assertEqual(len(self.flushLoggedErrors(BackendError)), 1)
+        """
+        An unreachable backend (a closed port) means the error
+        BACKEND_UNAVAILABLE, on every connection, and one warning naming
+        the backend, with no traceback.
+        """
+        events = self.logged()
+        gateway, client, _ = self.serve(backendPort=closedPort())
+        other = WebWireClient(
+            f"ws://127.0.0.1:{self.server.portNumber}/",
+            RecordingHooks(),
+            ClientOptions(),
+        )
+        self.addCleanup(other.close)
+        for c in [client, client, other]:
+            error = await failsWith(c.request("echo", "x"), RequestError)
+            self.assertEqual((error.code, error.message), UNAVAILABLE)
+        texts = [formatEvent(e) for e in events]
+        warnings = [t for t in texts if "is failing" in t]
+        self.assertEqual(len(warnings), 1, texts)
+        self.assertIn(
+            f"the HTTP backend {gateway.backend} is failing (POST", warnings[0]
+        )
+        self.assertEqual([e for e in events if "log_failure" in e], [])
+
+    async def test_backendFails(self) -> None:
+        """
+        A backend answering 500 means the error BACKEND_ERROR, without its
+        text; one warning for as long as it fails, and one line once it
+        answers again.
+        """
+        events = self.logged()
+        _, client, _ = self.serve()
+        secret = b'{"code": "SECRET", "message": "stack trace"}'
+        self.backend.handlers["/api/crash"] = answer(500, secret)
+        for _ in range(3):
+            error = await failsWith(client.request("crash", "x"), RequestError)
+            self.assertEqual((error.code, error.message), FAILED)
+        self.assertEqual((await client.request("echo", "ok")).payload, b"ok")
+        texts = [formatEvent(e) for e in events]
+        self.assertEqual(len([t for t in texts if "is failing" in t]), 1, texts)
+        self.assertIn("answered 500", [t for t in texts if "is failing" in t][0])
+        self.assertEqual(len([t for t in texts if "works again" in t]), 1, texts)
+        self.assertNotIn("SECRET", "".join(texts))
+        self.assertEqual([e for e in events if "log_failure" in e], [])
 
     async def test_timeout(self) -> None:
         """
         A backend that never answers is given up on after the timeout, on
-        the injected clock: an internal error, and the connection is dropped.
+        the injected clock: the error BACKEND_UNAVAILABLE, and the backend's
+        connection is dropped.
         """
         clock = Clock()
+        events = self.logged()
         _, client, _ = self.serve(timeout=5, clock=clock)
         self.backend.handlers["/api/slow"] = lambda request, body: NOT_DONE_YET
         reply = client.request("slow", "x")
@@ -354,9 +418,10 @@ class ErrorTests(GatewayTestCase):
         clock.advance(4.9)
         self.assertNoResult(reply)
         clock.advance(0.1)
-        await failsWith(reply, InternalError)
-        [error] = self.flushLoggedErrors(BackendError)
-        self.assertIn("within 5 seconds", str(error.value))
+        error = await failsWith(reply, RequestError)
+        self.assertEqual((error.code, error.message), UNAVAILABLE)
+        [warning] = [formatEvent(e) for e in events if "is failing" in formatEvent(e)]
+        self.assertIn("within 5 seconds", warning)
         self.assertEqual((await client.request("echo", "ok")).payload, b"ok")
 
     async def test_sizeLimit(self) -> None:

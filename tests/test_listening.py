@@ -177,3 +177,19 @@ class TwistdTests(TestCase):
             ),
             lines,
         )
+
+    async def test_badMetricsEndpoint(self) -> None:
+        """
+        A malformed C{--metrics} endpoint is refused as C{--listen} ones
+        are: one last line naming the option, nothing started.
+        """
+        for description, problem in [
+            ("nonsense", "Unknown endpoint type: 'nonsense'"),
+            ("tcp:99999", "the port must be a number from 0 to 65535, not 99999"),
+        ]:
+            code, lines = await self.twistd("--metrics", description)
+            self.assertEqual(code, 1)
+            self.assertNotIn("Traceback", "\n".join(lines))
+            self.assertTrue(
+                lines[-1].endswith(f"--metrics {description}: {problem}"), lines
+            )

@@ -20,7 +20,11 @@ commands written without C{.venv/bin/} run with C{.venv/bin} first on
 C{PATH}, as for a user who activated it. Three substitutions keep the run
 short, each written down in L{SUBSTITUTIONS}: the test command runs one
 test module instead of all of C{tests} (this module among them: it would
-run itself), and the benchmarks measure for a fraction of a second. The
+run itself), the benchmarks measure for a fraction of a second (the
+round-trip one as its C{--quick} smoke test), and the stress run sends
+3,000 messages with twice the default bound on log bytes per message (a
+short run opens more connections per message, and each logs its own
+lines; C{tests/test_stress.py} holds the full run to the default). The
 session C{KEY} of the command-line examples is the one C{login} printed.
 
 The servers listen on the README's ports (8080, 8081, 8443, Redis on
@@ -45,6 +49,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
 from tests.redisserver import REDIS_SERVER, RedisServer
 from tests.test_twistd import ServerProcess
@@ -150,11 +155,23 @@ SUBSTITUTIONS = {
         ".venv/bin/python -m twisted.trial -j auto tests.test_options"
     ),
     ".venv/bin/python -m benchmarks.roundtrip": (
-        ".venv/bin/python -m benchmarks.roundtrip --seconds 0.2 --warmup 0.1 --rounds 1"
+        ".venv/bin/python -m benchmarks.roundtrip --quick --startups 1"
     ),
     ".venv/bin/python -m benchmarks.cluster": (
         ".venv/bin/python -m benchmarks.cluster --seconds 0.2 --warmup 0.1 "
         "--rounds 1 --processes 1"
+    ),
+    ".venv/bin/python -m benchmarks.workers": (
+        ".venv/bin/python -m benchmarks.workers --workers 1 --seconds 0.2 "
+        "--warmup 0.1 --rounds 1 --clients-processes 1 --connections 2"
+    ),
+    ".venv/bin/python -m benchmarks.stress": (
+        ".venv/bin/python -m benchmarks.stress --messages 3000 --processes 1 "
+        "--log-bound 16"
+    ),
+    ".venv/bin/python -m benchmarks.stress --messages 1000000 --duration 1800": (
+        ".venv/bin/python -m benchmarks.stress --messages 3000 --processes 1 "
+        "--log-bound 16 --duration 60"
     ),
 }
 
@@ -197,6 +214,7 @@ CHECKS: dict[str, Check] = {
     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days "
     "30 -keyout key.pem -out cert.pem -subj /CN=localhost -addext "
     "'subjectAltName=DNS:localhost,IP:127.0.0.1'": Check("run"),
+    "twistd -n webwire --workers auto --listen tcp:8080": Check("serve", (8080,), CHAT),
     "twistd -n --pidfile=a.pid webwire --listen tcp:8080 --sessions redis "
     "--cluster --redis-url redis://127.0.0.1:6379/0": Check(
         "serve", (8080,), pidFiles=("a.pid",), needsRedis=True
@@ -212,10 +230,25 @@ CHECKS: dict[str, Check] = {
     ),
     ".venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy "
     "webwire tests": Check("run", output="Success: no issues found"),
-    ".venv/bin/python -m benchmarks.roundtrip # round trips/s vs a bare Autobahn "
-    "echo server": Check("run"),
+    ".venv/bin/python -m benchmarks.roundtrip # server CPU/request vs a bare "
+    "Autobahn echo server": Check("run"),
     ".venv/bin/python -m benchmarks.cluster # 1 vs 2 server processes on one "
     "port, Redis sessions": Check("run", needsRedis=True),
+    ".venv/bin/python -m benchmarks.workers # twistd webwire --workers 1 vs 2": Check(
+        "run"
+    ),
+    ".venv/bin/python -m benchmarks.stress # fuzz-and-soak, 20,000 messages, every "
+    "reply checked": Check("run", output="all checks passed"),
+    ".venv/bin/python -m benchmarks.stress --messages 1000000 --duration 1800 # the "
+    "long run": Check("run", output="all checks passed"),
+    ".venv/bin/pip install -e '.[dev]' --config-settings editable_mode=compat": Check(
+        "run"
+    ),
+    ".venv/bin/python -m pydoctor": Check("run"),
+    ".venv/bin/towncrier build --yes --version \"$(.venv/bin/python -c 'import "
+    "webwire; print(webwire.__version__)')\"": Check("run"),
+    "rm -rf dist && .venv/bin/python -m build && .venv/bin/twine check --strict "
+    "dist/*": Check("run", output="PASSED"),
 }
 """Every README command; the command-line examples are probes instead."""
 
@@ -337,14 +370,15 @@ class ReadmeCommandTests(TestCase):
         self.addCleanup(kill)
         for n in range(1, len(check.ports) + 1):
             await process.match(re.compile(rb"starting on (\d+)"), n)
+        await _answering(check.ports[-1])
         for probe, expected in [*check.probes, *probes]:
             await self.probe(probe, expected)
         for pidFile in check.pidFiles:
             _terminate(os.path.join(self.directory, pidFile))
         await process.ended
         output = process.output.decode("utf-8", "replace")
-        self.assertNotIn("Traceback", output, command)
-        self.assertIn("Server Shut Down", output, command)
+        self.assertNotIn("Traceback", output, f"{command}:\n{output}")
+        self.assertIn("Server Shut Down", output, f"{command}:\n{output}")
 
     async def test_everyCommand(self) -> None:
         """
@@ -430,6 +464,17 @@ class ReadmeCommandTests(TestCase):
             await process.ended
             output = process.output.decode("utf-8", "replace")
             self.assertNotIn("Traceback", output, command)
+
+
+async def _answering(port: int) -> None:
+    """
+    Wait for an HTTP answer on C{port}, whatever it is: the server's reactor
+    runs (a server that logged its port may not yet be handling signals, and
+    SIGTERM would kill it without a clean shutdown).
+    """
+    agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+    response = await agent.request(b"GET", f"http://127.0.0.1:{port}/".encode())
+    await readBody(response)
 
 
 def _terminate(pidFile: str) -> None:

@@ -11,7 +11,9 @@ import txredisapi  # type: ignore[import-untyped]
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from tests.helpers import (
     LoopbackServer,
@@ -36,6 +38,7 @@ from tests.test_sessionsendtoend import assertRestores, loggedIn
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.interfaces import ISessionManager
+from webwire.outage import Unavailable
 from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions.redis import CorruptRedisSessionError, RedisSessionManager
@@ -264,25 +267,24 @@ class RedisSessionManagerTests(SessionManagerContract, TestCase):
 
     async def test_outageAndRecovery(self) -> None:
         """
-        While redis-server is down, lookups fail; once it is back on the
+        While redis-server is down, lookups fail (at once, with
+        L{Unavailable}, once the pool found it down); once it is back on the
         same port, the same manager works again (the pool reconnects).
         """
         manager = self.makeManager(clock=reactor, timeout=0.5)
         await self.create(manager)
         await self.redis.stop()
         await self.assertFailure(
-            manager.onSessionLookup(KEY), TimeoutError, txredisapi.ConnectionError
+            manager.onSessionLookup(KEY),
+            TimeoutError,
+            txredisapi.ConnectionError,
+            Unavailable,
         )
+        self.assertTrue(manager.availability.isDown())
+        await self.assertFailure(manager.onSessionLookup(KEY), Unavailable)
         await self.redis.start()  # empty: persistence is off
-        for _ in range(40):  # each attempt waits up to 0.5 s
-            try:
-                result = await manager.onSessionLookup(KEY)
-            except (TimeoutError, txredisapi.ConnectionError):
-                continue
-            self.assertIsNone(result)
-            break
-        else:
-            self.fail("the manager did not reconnect")
+        await manager.availability.whenUp()
+        self.assertIsNone(await manager.onSessionLookup(KEY))
         await self.create(manager)
         self.assertIsNotNone(await self.lookup(manager, KEY))
 
@@ -312,6 +314,70 @@ class RedisSessionsEndToEndTests(TestCase):
         session, _ = await loggedIn(await first.connectAccepted(), "ada")
         client = await second.connectAccepted()
         await assertRestores(self, client, session, {"user": "ada"})
+
+
+class RedisOutageEndToEndTests(TestCase):
+    """
+    A server whose Redis stops and comes back: one warning naming Redis for
+    the outage, an internal-error reply at once to each restore while it is
+    down, one line when it is back, and sessions work again.
+    """
+
+    timeout = 60
+
+    async def test_outageLoggedOnceFailsFast(self) -> None:
+        """
+        The operation timeouts run on a clock that never advances: a restore
+        that waited for Redis instead of failing at once would never be
+        answered.
+        """
+        redis = await startRedis(self)
+        events: list[dict[str, Any]] = []
+        warned: Deferred[None] = Deferred()
+
+        @implementer(ILogObserver)
+        def observe(event: dict[str, Any]) -> None:
+            events.append(event)
+            if "is unreachable" in formatEvent(event) and not warned.called:
+                warned.callback(None)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        manager = RedisSessionManager(redis.url, clock=Clock())
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        server = LoopbackServer(self, ConformanceApplication(), sessionManager=manager)
+        session, _ = await loggedIn(await server.connectAccepted(), "ada")
+
+        await redis.stop()
+        await warned
+        self.assertTrue(manager.availability.isDown())
+        for n in range(3):
+            client = await server.connectAccepted()
+            restore = wire.encodeRestoreSession(ident(n + 1), session.key)
+            self.assertEqual(
+                await client.roundTrip(restore),
+                wire.encodeSpecialReply(
+                    wire.MessageType.REPLY_INTERNAL_ERROR, ident(n + 1)
+                ),
+            )
+        texts = [formatEvent(e) for e in events]
+        down = [t for t in texts if "is unreachable" in t]
+        self.assertEqual(len(down), 1, texts)
+        self.assertIn(f"Redis at {redis.url} is unreachable", down[0])
+        self.assertEqual(
+            [e for e in events if e.get("log_failure") is not None], [], texts
+        )
+
+        await redis.start()  # on the same port, empty
+        await manager.availability.whenUp()
+        back = [formatEvent(e) for e in events if "works again" in formatEvent(e)]
+        self.assertEqual(len(back), 1, back)
+        self.assertIn(f"Redis at {redis.url}", back[0])
+        session, _ = await loggedIn(await server.connectAccepted(), "bob")
+        await assertRestores(
+            self, await server.connectAccepted(), session, {"user": "bob"}
+        )
 
 
 class RedisNamespacesEndToEndTests(TestCase):

@@ -581,6 +581,20 @@ class SiteTests(TestCase):
         client.write(frame(BINARY, echoRequest(1, bytes(9000))))
         self.assertEqual(await client.closeCode(), 1009)
 
+    async def test_chatWithPath(self) -> None:
+        """
+        C{--path} applies to the application, not to the chat demo: its page
+        still connects to C{/chat}, which upgrades.
+        """
+        port = await self.serveSite("--path", "/ws")
+        client = RawWebSocket("/chat")
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        response = await client.upgraded
+        self.assertTrue(response.startswith(b"HTTP/1.1 101"), response)
+        assert client.transport is not None
+        client.transport.loseConnection()
+        await client.ended
+
     async def test_otherPath(self) -> None:
         """Elsewhere the upgrade is refused (HTTP 404), and the TCP ends."""
         port = await self.serveSite("--path", "/ws")

@@ -36,7 +36,7 @@ from webwire.server import WebWireServerFactory
 from webwire.service import WebWireService
 from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.sessions import redis as redisModule
-from webwire.tap import Options, makeService
+from webwire.tap import Options, makeService, servedSummary
 from webwire.testing import Pair
 from webwire.web import WebWireRoot
 
@@ -784,4 +784,42 @@ class StartupChecksTests(SynchronousTestCase):
             "--redis-url applies only with --sessions redis or --cluster",
             "--redis-url",
             "redis://127.0.0.1:1/0",
+        )
+
+
+class ServedSummaryTests(SynchronousTestCase):
+    """
+    The start-up line of C{twistd webwire} says what is served.
+    """
+
+    def summary(self, *argv: str) -> str:
+        config = Options()
+        config.parseOptions(list(argv))
+        return servedSummary(config)
+
+    def test_default(self) -> None:
+        """The application, endpoint, paths, chat page and session store."""
+        self.assertEqual(
+            self.summary("--listen", "tcp:8080", "--sessions", "memory"),
+            "serving ConformanceApplication (webwire.conformance.makeApplication) "
+            "on tcp:8080, WebSocket upgrades on any path; the chat demo at /chat, "
+            "its page at http://localhost:8080/; sessions in memory",
+        )
+
+    def test_redisMetricsPaths(self) -> None:
+        """Redis without its password, the paths, metrics and workers."""
+        self.assertEqual(
+            self.summary(
+                "--listen=tcp:9443:interface=127.0.0.1",
+                "--path=/ws",
+                "--sessions=redis",
+                "--redis-url=redis://:s3cret@127.0.0.1:6380/1",
+                "--cluster",
+                "--metrics=tcp:9100",
+                "--app=examples.quickstart.makeApplication",
+            ),
+            "serving Greeter (examples.quickstart.makeApplication) on "
+            "tcp:9443:interface=127.0.0.1, WebSocket upgrades on /ws; sessions in "
+            "Redis at redis://:***@127.0.0.1:6380/1, clustered through Redis; "
+            "metrics at /metrics on tcp:9100",
         )

@@ -9,6 +9,8 @@ The certificates are made for each test by L{tests.tlshelpers}.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory
@@ -31,6 +33,7 @@ from twisted.internet.ssl import (
     optionsForClientTLS,
     trustRootFromCertificates,
 )
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -44,6 +47,7 @@ from tests.helpers import (
 )
 from tests.tlshelpers import CertificateFiles, TLSFiles, makeTLSFiles
 from webwire import wire
+from webwire.cli import EXIT_CONNECTION
 from webwire.client import ClientOptions, WebWireClient
 from webwire.conformance import ConformanceApplication
 from webwire.errors import Disconnected
@@ -576,3 +580,46 @@ class TLSVersionTests(TLSTestCase):
         client = self.client(f"wss://localhost:{port}/")
         error = await self.assertDisconnected(client.request("echo", "x"))
         self.assertIn("protocol version", str(error))
+
+
+class CommandLineTests(TLSTestCase):
+    """
+    The C{webwire} command-line tool against a C{wss://} server.
+    """
+
+    async def tool(self, *argv: str) -> tuple[int, str, str]:
+        """Run C{python -m webwire argv...}: its status, stdout and stderr."""
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-m", "webwire", *argv], env=env
+        )
+        return code, out.decode(), err.decode()
+
+    async def test_selfSignedHint(self) -> None:
+        """
+        A certificate the system does not trust, without
+        C{--ca-certificates}: exit 3 and one line that says why and hints
+        at C{--ca-certificates}; with it, the request goes through.
+        """
+        _, port = await self.serve(self.files.untrusted)
+        url = f"wss://localhost:{port}/"
+        code, out, err = await self.tool("request", url, "echo", "hi")
+        self.assertEqual((code, out), (EXIT_CONNECTION, ""), err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("certificate verify failed", err)
+        self.assertIn(
+            "(a self-signed certificate or a private CA? give its PEM file with "
+            "--ca-certificates)",
+            err,
+        )
+        self.assertNotIn("(in )", err)
+        _, port = await self.serve()
+        code, out, err = await self.tool(
+            "request",
+            f"wss://localhost:{port}/",
+            "echo",
+            "hi",
+            "--ca-certificates",
+            self.files.caCert,
+        )
+        self.assertEqual((code, out, err), (0, "hi\n", ""))

@@ -4,6 +4,7 @@ C{twistd webwire} as users run it: a real process on a real socket.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from twisted.internet.error import (
 )
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
@@ -159,7 +161,27 @@ class TwistdTests(TestCase):
         output = process.output.decode()
         self.assertIsInstance(ended, (ProcessDone, ProcessTerminated), output)
         self.assertIn(getattr(ended, "signal", None), (None, signal.SIGTERM), output)
-        self.assertIn("shutdown complete", output)
+        # One line each, saying which of the two applications (the default
+        # one and the chat demo), in the singular where there is one.
+        # (twist logs JSON events.)
+        texts = [
+            formatEvent(json.loads(line)) if line.startswith("{") else line
+            for line in output.splitlines()
+        ]
+        [served] = [t for t in texts if "] serving " in t or t.startswith("serving ")]
+        self.assertIn(
+            "serving ConformanceApplication (webwire.conformance.makeApplication) "
+            "on tcp:0:interface=127.0.0.1, WebSocket upgrades on any path; the chat "
+            "demo at /chat, its page at /; sessions in ",
+            served,
+        )
+        for line in [
+            "ConformanceApplication: shutting down: 1 handler running on 1 connection",
+            "ChatApplication: shutting down: 0 handlers running on 0 connections",
+            "ConformanceApplication: shutdown complete",
+            "ChatApplication: shutdown complete",
+        ]:
+            self.assertEqual(len([t for t in texts if t.endswith(line)]), 1, texts)
 
     async def test_twistd(self) -> None:
         """C{twistd -n webwire}."""

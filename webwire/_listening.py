@@ -66,19 +66,22 @@ def _firstLine(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def checkEndpoint(description: str, reactor: Any = None) -> None:
+def checkEndpoint(
+    description: str, reactor: Any = None, option: str = "--listen"
+) -> None:
     """
     Parse a server endpoint description the way C{--listen} will use it,
     loading its TLS key and certificate, without listening.
 
     :param description: A server endpoint string, e.g. C{tcp:8080}.
     :param reactor: The reactor the endpoint is made for (only stored).
-    :raises usage.UsageError: One line naming C{--listen}, the description
+    :param option: The option that gave it, for the error.
+    :raises usage.UsageError: One line naming C{option}, the description
         and the problem: an unknown endpoint type, a port that is not a
         number from 0 to 65535, a missing or unreadable key or certificate,
         one that is not PEM, or a key that does not match its certificate.
     """
-    where = f"--listen {description}"
+    where = f"{option} {description}"
     problem = _tlsProblem(description)
     if problem is not None:
         raise usage.UsageError(f"{where}: {problem}")
@@ -108,7 +111,7 @@ def describeListenFailure(description: str, error: BaseException) -> ListenFaile
     The one-line failure for an endpoint that could not start listening.
 
     :param description: The endpoint description.
-    :param error: What listening raised, e.g. a L{CannotListenError}.
+    :param error: What listening raised, e.g. a C{CannotListenError}.
     """
     if isinstance(error, CannotListenError):
         reason = error.socketError

@@ -107,11 +107,18 @@ async def _connect(run: _Run, client: WebWireClient) -> None:
     except Disconnected as e:
         # The client's message already starts "cannot connect: ".
         why = str(e).removeprefix("cannot connect: ")
-        if "certificate verify failed" in why and not run.args.caCertificates:
-            why += (
-                " (a self-signed certificate or a private CA? give its PEM "
-                "file with --ca-certificates)"
+        if "certificate verify failed" in why:
+            # OpenSSL's reason arrives wrapped in Autobahn's and pyOpenSSL's
+            # texts ("(in )", a list of tuples): say it once, plainly.
+            why = (
+                "TLS certificate verify failed: the server's certificate is not "
+                "trusted, or not for this host name"
             )
+            if not run.args.caCertificates:
+                why += (
+                    " (a self-signed certificate or a private CA? give its PEM "
+                    "file with --ca-certificates)"
+                )
         raise _Failed(
             EXIT_CONNECTION, f"cannot connect to {client.url}: {why}"
         ) from None

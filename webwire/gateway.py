@@ -33,10 +33,14 @@ Response (backend to gateway):
     a close if both are given. Ignored on other statuses.
   - 4xx with a JSON body C{{"code": "...", "message": "..."}}: an error reply
     with that code and message (the message may be left out).
-  - Anything else, including a 4xx without such a body, an unreachable or
-    slow backend, or a body larger than the largest reply: an internal-error
-    reply. The reason is logged; nothing of the backend's answer reaches the
-    client.
+  - A backend that cannot be reached or does not answer within the
+    timeout: the error C{BACKEND_UNAVAILABLE}; a 5xx: the error
+    C{BACKEND_ERROR}. One warning (L{webwire.outage.Availability}) says
+    why when the backend starts failing, however many requests fail, and
+    one line when it answers again.
+  - Anything else, including a 4xx without such a body or a body larger
+    than the largest reply: an internal-error reply, and the reason is
+    logged. Nothing of the backend's answer reaches the client.
 
 Signals are forwarded only with C{forwardSignals=True}: C{POST
 <backend>/signal/<name>}, with the same headers; fire and forget (failures
@@ -79,11 +83,14 @@ from webwire.application import Application
 from webwire.errors import RequestError
 from webwire.interfaces import IConnection
 from webwire.logonce import eventsOf
+from webwire.outage import Availability
 
 __all__ = [
     "BACKEND_ENVIRONMENT_VARIABLE",
     "BackendError",
+    "FAILED",
     "HTTPGateway",
+    "UNAVAILABLE",
     "makeGateway",
     "peerText",
     "segmentURL",
@@ -113,6 +120,24 @@ class BackendError(Exception):
     contract. Raised from the request handler, it becomes an internal-error
     reply; its text is logged, never sent to the client.
     """
+
+
+class _BackendUnavailable(BackendError):
+    """The backend could not be reached, or did not answer in time."""
+
+
+class _BackendFailed(BackendError):
+    """The backend answered with a 5xx."""
+
+
+UNAVAILABLE: Final = (
+    "BACKEND_UNAVAILABLE",
+    "the application's backend cannot be reached",
+)
+"""The error reply (code, message) while the backend cannot be reached."""
+
+FAILED: Final = ("BACKEND_ERROR", "the application's backend failed")
+"""The error reply (code, message) to a request the backend answered 5xx."""
 
 
 class _ResponseTooLarge(BackendError):
@@ -340,6 +365,13 @@ class HTTPGateway(Application, Service):
         jar = IndexableCookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         self._http = HTTPClient(agent, cookiejar=jar)
         self._inflight: set[Deferred[Any]] = set()
+        self.availability = Availability(
+            f"the HTTP backend {self.backend}",
+            "requests are answered BACKEND_UNAVAILABLE or BACKEND_ERROR until it "
+            "answers again",
+            self._clock,
+            problem="failing",
+        )
 
     def __repr__(self) -> str:
         return f"<HTTPGateway {self.backend}>"
@@ -353,14 +385,34 @@ class HTTPGateway(Application, Service):
         Forward C{request} to C{<backend>/<name>}.
 
         :returns: A Deferred firing with the reply payload, or failing with
-            L{RequestError} (a 4xx JSON error or a bad name) or
+            L{RequestError} (a 4xx JSON error; L{UNAVAILABLE} or L{FAILED}
+            for a backend that cannot be reached or answers 5xx) or
             L{BackendError} (anything else; an internal-error reply).
         :raises RequestError: C{BAD_REQUEST} for a name that cannot be
             forwarded.
         """
         url = segmentURL(self.backend, request.name)
         d = Deferred.fromCoroutine(self._forward(connection, request, url))
-        return self._track(d)
+        return self._track(d).addCallbacks(self._answered, self._notAnswered)
+
+    def _answered(self, payload: wire.Payload) -> wire.Payload:
+        self.availability.succeeded()
+        return payload
+
+    def _notAnswered(self, failure: Failure) -> Failure:
+        """
+        Note whether the backend works; a backend that cannot be reached or
+        failed is an error reply, logged once per outage, not per request.
+        """
+        if failure.check(_BackendUnavailable, _BackendFailed):
+            self.availability.failed(failure.getErrorMessage())
+            code, message = (
+                UNAVAILABLE if failure.check(_BackendUnavailable) else FAILED
+            )
+            raise RequestError(code, message)
+        if not failure.check(CancelledError):
+            self.availability.succeeded()
+        return failure
 
     def onSignal(self, connection: IConnection, signal: wire.Signal) -> None:
         """
@@ -413,7 +465,9 @@ class HTTPGateway(Application, Service):
         """Time C{d} out, and keep it for L{close} until it is done."""
 
         def timedOut(result: object, timeout: float) -> None:
-            raise BackendError(f"no answer from the backend within {timeout} seconds")
+            raise _BackendUnavailable(
+                f"no answer from the backend within {timeout} seconds"
+            )
 
         d.addTimeout(self.timeout, self._clock, onTimeoutCancel=timedOut)
         self._inflight.add(d)
@@ -454,7 +508,7 @@ class HTTPGateway(Application, Service):
         except Exception as e:
             if _isCancellation(e):
                 raise CancelledError() from e
-            raise BackendError(f"POST {url} failed: {e}") from e
+            raise _BackendUnavailable(f"POST {url} failed: {e}") from e
         return response
 
     async def _body(self, response: IResponse, url: str) -> bytes:
@@ -481,6 +535,8 @@ class HTTPGateway(Application, Service):
             body = await self._body(response, url)
             raise self._requestError(body, status, url)
         await self._discard(response)
+        if status >= 500:
+            raise _BackendFailed(f"POST {url}: the backend answered {status}")
         raise BackendError(f"POST {url}: the backend answered {status}")
 
     async def _signal(

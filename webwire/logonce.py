@@ -19,6 +19,8 @@ from typing import Any
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from webwire.outage import Unavailable
+
 __all__ = ["FAILURE_LIMIT", "RepeatedEvents", "eventsOf"]
 
 FAILURE_LIMIT = 10
@@ -94,7 +96,14 @@ class RepeatedEvents:
         Like L{emit}, for C{log.failure}: the traceback of C{failure} (by
         default the exception being handled) is logged the first
         C{failureLimit} times only.
+
+        A L{webwire.outage.Unavailable} failure (Redis or a backend known to
+        be down) is counted only: its outage was logged when it began, and
+        one line per outage is enough however many requests it fails.
         """
+        if (failure if failure is not None else Failure()).check(Unavailable):
+            self._counts[kind] = self._counts.get(kind, 0) + 1
+            return
         suffix = self._admit(kind, level, log, self.failureLimit)
         if suffix is not None:
             log.failure(format + suffix, failure, level, **kwargs)

@@ -330,7 +330,10 @@ class WebWireServerFactory(WebSocketServerFactory):
 
     def _shutdownComplete(self, result: object) -> None:
         self._shutdownDone = True
-        self._log.info("shutdown complete")
+        self._log.info(
+            "{application}: shutdown complete",
+            application=type(self.application).__name__,
+        )
         waiters, self._shutdownWaiters = self._shutdownWaiters, []
         for waiter in waiters:
             waiter.callback(None)

@@ -6,11 +6,14 @@ C{twistd webwire}: command-line options and the service they make.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
+from dataclasses import replace
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
+from twisted.logger import Logger
 from twisted.python import usage
 
 from webwire._apploader import addAppDirectory, loadApplication
@@ -25,6 +28,7 @@ from webwire.sessions import FileSessionManager, MemorySessionManager
 from webwire.web import WebWireRoot, makeSite
 from webwire.workers import (
     PER_WORKER,
+    WORKER_ENVIRONMENT,
     WorkerSupervisor,
     checkWorkerOptions,
     parseListen,
@@ -279,6 +283,8 @@ class Options(usage.Options):
             self["listen"] = [DEFAULT_LISTEN]
         for description in self["listen"]:
             checkEndpoint(description)
+        if self["metrics"] is not None:
+            checkEndpoint(self["metrics"], option="--metrics")
         try:
             checkWorkerOptions(self)
         except ValueError as e:
@@ -435,6 +441,71 @@ def _cluster(
     )
 
 
+def _sessionStore(config: Options, demo: bool) -> str:
+    """How C{config} keeps sessions, in words (no password)."""
+    kind = config["sessions"]
+    if kind == "off":
+        return "sessions off"
+    if kind == "memory":
+        store = "sessions in memory"
+    elif kind == "file":
+        directory = config["session-directory"]
+        chat = f" (chat: {os.path.join(directory, 'chat')})" if demo else ""
+        store = f"sessions in {directory}{chat}"
+    else:
+        from webwire.outage import withoutPassword
+
+        store = f"sessions in Redis at {withoutPassword(config['redis-url'])}"
+    if config["cluster"]:
+        store += ", clustered through Redis"
+    return store
+
+
+def servedSummary(config: Options) -> str:
+    """
+    What C{twistd webwire} with C{config} serves, in one line for its
+    start-up log: the application, where, on which paths, the chat page,
+    the session store, and the workers and metrics if any.
+    """
+    demo = config["app"] == DEFAULT_APP and config["backend"] is None
+    if config["backend"] is not None:
+        application = f"the HTTP gateway to {config['backend']}"
+    else:
+        application = f"{type(config['application']).__name__} ({config['app']})"
+    where = ", ".join(str(d) for d in config["listen"])
+    paths = ", ".join(config["paths"]) or "any path"
+    parts = [f"serving {application} on {where}, WebSocket upgrades on {paths}"]
+    if demo:
+        page = re.match(r"(tcp6?|ssl):(\d+)", str(config["listen"][0]))
+        url = (
+            f"{'https' if page.group(1) == 'ssl' else 'http'}://localhost:"
+            f"{page.group(2)}/"
+            if page is not None and page.group(2) != "0"
+            else "/"
+        )
+        parts.append(f"the chat demo at /chat, its page at {url}")
+    parts.append(_sessionStore(config, demo))
+    if config["metrics"] is not None:
+        parts.append(f"metrics at /metrics on {config['metrics']}")
+    if config["workers"] > 1:
+        parts.append(f"{config['workers']} workers")
+    return "; ".join(parts)
+
+
+_log = Logger()
+
+
+class _Announce(Service):
+    """Logs what is served once started (after the listening children)."""
+
+    def __init__(self, summary: str) -> None:
+        self._summary = summary
+
+    def startService(self) -> None:
+        super().startService()
+        _log.info("{summary}", summary=self._summary)
+
+
 def makeService(config: Options, reactor: IWebWireReactor | None = None) -> IService:
     """
     Make the service C{twistd webwire} runs: a web site on every endpoint
@@ -457,6 +528,7 @@ def makeService(config: Options, reactor: IWebWireReactor | None = None) -> ISer
     :param reactor: The reactor to listen with; the global one if omitted.
     """
     if config["workers"] > 1:
+        _log.info("{summary}", summary=servedSummary(config))
         return WorkerSupervisor(
             config.argv,
             [parseListen(description) for description in config["listen"]],
@@ -483,9 +555,10 @@ def makeService(config: Options, reactor: IWebWireReactor | None = None) -> ISer
     if config["app"] == DEFAULT_APP and config["backend"] is None:
         from webwire.demo import ChatApplication, makeDemoRoot
 
+        # --path is the application's: the chat page connects to /chat.
         chat = WebWireServerFactory(
             ChatApplication(reactor),
-            config["options"],
+            replace(config["options"], paths=()),
             sessionManager=_sessionManager(config, reactor, "chat"),
             cluster=_cluster(config, reactor, "chat"),
             reactor=reactor,
@@ -506,6 +579,9 @@ def makeService(config: Options, reactor: IWebWireReactor | None = None) -> ISer
         from webwire.metrics import metricsService
 
         metricsService(config["metrics"], metrics, reactor).setServiceParent(service)
+    if not os.environ.get(WORKER_ENVIRONMENT):
+        # Once, by the process that was started: not by each worker.
+        _Announce(servedSummary(config)).setServiceParent(service)
     return service
 
 

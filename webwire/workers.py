@@ -8,9 +8,9 @@ listening socket named by C{--listen}, in L{WorkerSupervisor.privilegedStartServ
 (after daemonizing, before twistd drops privileges, so that ports below 1024
 work with C{--uid}), never accepts on them, and starts the workers, which
 inherit them as descriptors 4, 5, ... and adopt them
-(L{IReactorSocket.adoptStreamPort}, as Twisted's documentation shows for
+(C{IReactorSocket.adoptStreamPort}, as Twisted's documentation shows for
 sharing a port between processes); for C{ssl:} a worker wraps its factory in
-a L{TLSMemoryBIOFactory} with the endpoint's own TLS context, as
+a C{TLSMemoryBIOFactory} with the endpoint's own TLS context, as
 C{listenSSL} does. Each new connection goes to whichever worker accepts it
 first. This was chosen over each worker binding its own socket with
 C{SO_REUSEPORT} because it works on every POSIX system (C{SO_REUSEPORT}

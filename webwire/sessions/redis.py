@@ -21,16 +21,20 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
+from weakref import WeakValueDictionary
 
 import txredisapi  # type: ignore[import-untyped]
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.interfaces import IConnection, ISessionManager
+from webwire.outage import Availability, Unavailable, withoutPassword
 from webwire.sessions.keys import KEY_ALPHABET, isSafeKey, shortKey
 from webwire.sessions.session import (
     SessionLookupResult,
@@ -46,7 +50,9 @@ if TYPE_CHECKING:
 # webwire.cluster.redis, not API.
 __all__ = [
     "CorruptRedisSessionError",
+    "GuardedPool",
     "RedisSessionManager",
+    "availabilityOf",
 ]
 
 _T = TypeVar("_T")
@@ -139,9 +145,93 @@ RECONNECT_MAX_DELAY = 2.0
 """The longest wait between attempts to reconnect to Redis."""
 
 
+_availabilities: WeakValueDictionary[str, Availability] = WeakValueDictionary()
+
+
+def availabilityOf(url: str) -> Availability:
+    """
+    The L{Availability} of the Redis at C{url}, shared by every pool of
+    that URL in this process (the session manager's and the cluster's), so
+    that an outage is logged once.
+    """
+    name = f"Redis at {withoutPassword(url)}"
+    availability = _availabilities.get(name)
+    if availability is None:
+        availability = Availability(
+            name, "session and cluster operations fail at once until it is back"
+        )
+        _availabilities[name] = availability
+    return availability
+
+
+class _WatchedFactory(txredisapi.RedisFactory):  # type: ignore[misc]
+    """A pool's factory that reports each usable connection as Redis being up."""
+
+    availability: Availability
+
+    def addConnection(self, conn: Any) -> None:
+        super().addConnection(conn)
+        if conn in self.pool:
+            self.availability.succeeded(self)
+
+
+@implementer(IStreamClientEndpoint)
+class _WatchedEndpoint:
+    """An endpoint that reports each failed connection attempt of a pool."""
+
+    def __init__(self, wrapped: Any, factory: _WatchedFactory) -> None:
+        self._wrapped = wrapped
+        self._factory = factory
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        def failed(f: Failure) -> Failure:
+            if not f.check(CancelledError) and not self._factory.size:
+                self._factory.availability.failed(
+                    f.getErrorMessage() or repr(f.value), self._factory
+                )
+            return f
+
+        d: Deferred[Any] = self._wrapped.connect(protocolFactory)
+        return d.addErrback(failed)
+
+
+class GuardedPool:
+    """
+    A txredisapi pool (its handler) that fails at once, with L{Unavailable},
+    while its Redis is known to be down: every attribute is the handler's,
+    but for commands called during an outage, and L{disconnect}.
+
+    :ivar availability: The L{Availability} of its Redis.
+    """
+
+    def __init__(self, factory: _WatchedFactory) -> None:
+        self._factory = factory
+        self.availability = factory.availability
+
+    def disconnect(self) -> Deferred[Any]:
+        """Close the connections, stop reconnecting, forget the pool's state."""
+        self.availability.forget(self._factory)
+        d: Deferred[Any] = self._factory.handler.disconnect()
+        return d
+
+    def __getattr__(self, name: str) -> Any:
+        command = getattr(self._factory.handler, name)
+        if not callable(command):
+            return command
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                self.availability.check(self._factory)
+            except Unavailable:
+                return fail()
+            return command(*args, **kwargs)
+
+        return guarded
+
+
 def connectionPool(
     url: str, poolSize: int, timeout: float, reactor: IWebWireReactor | None = None
-) -> Any:
+) -> GuardedPool:
     """
     A lazy txredisapi connection pool for C{url}: it connects in the
     background and reconnects by itself, first after L{RECONNECT_DELAY}
@@ -154,11 +244,16 @@ def connectionPool(
     on the global reactor, whatever it is given: it takes no reactor
     argument (1.6.0).
 
+    While an attempt to connect has failed and no connection is up, Redis
+    is down for this pool: one warning names it and its URL (without the
+    password) for the whole outage (L{availabilityOf}), its commands fail
+    at once with L{Unavailable}, and an info line says when it is back.
+
     :param timeout: Seconds connecting and each reply may take.
     :raises ValueError: If C{url} is not a C{redis://} URL.
     """
     host, port, db, password = parseURL(url)
-    factory = txredisapi.RedisFactory(
+    factory = _WatchedFactory(
         f"{host}:{port}",
         db or None,  # no SELECT on connecting for database 0
         poolSize,
@@ -167,6 +262,7 @@ def connectionPool(
         replyTimeout=timeout,
         convertNumbers=False,
     )
+    factory.availability = availabilityOf(url)
     factory.initialDelay = RECONNECT_DELAY
     factory.maxDelay = RECONNECT_MAX_DELAY
     # A lazy pool's handler is returned at once; this Deferred only reports
@@ -181,8 +277,8 @@ def connectionPool(
         )
     )
     endpoint = HostnameEndpoint(defaultReactor(reactor), host, port, timeout=timeout)
-    factory.startConnecting(endpoint)
-    return factory.handler
+    factory.startConnecting(_WatchedEndpoint(endpoint, factory))
+    return GuardedPool(factory)
 
 
 @implementer(ISessionManager, IService)
@@ -202,7 +298,10 @@ class RedisSessionManager(Service):
     Every hook returns a Deferred. If Redis cannot be reached or does not
     answer within C{timeout} seconds, it fails (the server then logs the
     error and answers "internal error"): an outage is never reported as
-    "session not found".
+    "session not found". Once the pool has found Redis down (a connection
+    attempt failed), the hooks fail at once with
+    L{webwire.outage.Unavailable} until it is back, and the outage is
+    logged once (L{connectionPool}) rather than with each request.
 
     Keys are checked with L{isSafeKey} before any Redis command: a key that
     is not 1 to 240 characters of C{[A-Za-z0-9_-]} is unknown on lookup,
@@ -277,6 +376,15 @@ class RedisSessionManager(Service):
         self._clock: IReactorTime | None = clock if clock is not None else reactor
         self._ttl = "" if maxIdle is None else str(math.ceil(maxIdle))
         self._pool: Any = None
+
+    @property
+    def availability(self) -> Availability:
+        """
+        Whether this manager's Redis is known to be down (and when back),
+        shared with every pool of the same URL (L{availabilityOf}), started
+        or not.
+        """
+        return availabilityOf(self._url)
 
     @property
     def clock(self) -> IReactorTime:
