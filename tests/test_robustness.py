@@ -300,7 +300,7 @@ class SlowReaderTests(TestCase):
         for _ in range(300):
             await server.tick()
             largestBuffer = max(largestBuffer, _buffered(protocol.transport))
-        self.assertTrue(protocol._writeCongested)
+        self.assertTrue(protocol.isWriteCongested)
         self.assertLess(len(app.requests), count)
         # Twisted's 64 KiB plus the replies to one read's worth of requests.
         self.assertLess(largestBuffer, 192 * 1024)

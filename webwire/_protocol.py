@@ -197,6 +197,23 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         """C{True} once the connection is closed."""
         return self.dispatcher.disconnected
 
+    @property
+    def isWriteCongested(self) -> bool:
+        """
+        C{True} while the transport's write buffer is full (the client does
+        not read what it is sent); reading from the client then pauses.
+        """
+        return self._writeCongested
+
+    @property
+    def isLingering(self) -> bool:
+        """
+        C{True} once the server closes the TCP connection: it has sent (or
+        is sending) its FIN and reads on, discarding, only to see the
+        client's end, for at most the close timeout.
+        """
+        return self._lingering
+
     def drain(self) -> None:
         """
         The server shuts down: see L{Dispatcher.drain}.

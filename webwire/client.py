@@ -257,6 +257,14 @@ class WebWireClient:
         """Whether the client is connected now."""
         return self._status is CONNECTED
 
+    @property
+    def pendingRequests(self) -> int:
+        """
+        How many requests (and session calls) are sent and await their
+        reply now; a cancelled or timed-out one no longer counts.
+        """
+        return len(self._pending)
+
     def connect(self, timeout: float | None = None) -> Deferred[None]:
         """
         Connect now, if not connected.
