@@ -6,11 +6,11 @@ listen told in one line: what a user needs instead of a traceback.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet import endpoints
 from twisted.internet.error import CannotListenError, VerifyError
 from twisted.python import usage
+
+from webwire._reactor import IWebWireReactor
 
 __all__ = ["ListenFailed", "checkEndpoint", "describeListenFailure"]
 
@@ -66,7 +66,7 @@ def _firstLine(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def checkEndpoint(description: str, reactor: Any = None) -> None:
+def checkEndpoint(description: str, reactor: IWebWireReactor | None = None) -> None:
     """
     Parse a server endpoint description the way C{--listen} will use it,
     loading its TLS key and certificate, without listening.

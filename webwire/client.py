@@ -37,6 +37,7 @@ from zope.interface import implementer
 
 from webwire import wire
 from webwire._clientprotocol import ClientProtocol, ClientProtocolFactory
+from webwire._constants import CLOSE_NORMAL
 from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.errors import (
     ConnectionFailed,
@@ -413,7 +414,7 @@ class WebWireClient:
             return succeed(None)
         done: Deferred[None] = Deferred()
         self._closing.append(done)
-        protocol.sendClose(1000)
+        protocol.sendClose(CLOSE_NORMAL)
         cutOff = self._clock.callLater(
             self.options.dialTimeout, protocol.dropConnection, True
         )
