@@ -524,8 +524,7 @@ class HTTPGateway(Application, Service):
             if (
                 isinstance(code, str)
                 and 0 < len(code) < 256
-                and code.isascii()
-                and code.isprintable()
+                and wire.isPrintableASCII(code)
                 and isinstance(message, str)
             ):
                 return RequestError(code, message)
