@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -340,6 +340,24 @@ class AccessLogTests(SynchronousTestCase):
 
         self.assertEqual(formatEvent(events[0]), "192.0.2.7:99 'slow' ok 250.0 ms")
         self.assertNotIn("SECRET", repr(events))
+
+    def test_peers(self) -> None:
+        """
+        An IPv6 peer is logged as C{[host]:port}, a UNIX socket's as the
+        address's text.
+        """
+        clock = Clock()
+        observer = EventLoggingObserver.createWithCleanup(
+            self,  # type: ignore[arg-type]
+            globalLogPublisher,
+        )
+        log = accessLog(Logger(namespace="test.access"), clock)
+        for peer in [IPv6Address("TCP", "2001:db8::7", 99), UNIXAddress(b"/s")]:
+            self.successResultOf(compose([log], ok)(conn(peer), req("x")))
+        events = [e for e in observer if e["log_namespace"] == "test.access"]
+        self.assertEqual(
+            [e["peer"] for e in events], ["[2001:db8::7]:99", str(UNIXAddress(b"/s"))]
+        )
 
 
 def handshake(peer: Any, **headers: str) -> HandshakeRequest:
