@@ -25,8 +25,10 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from webwire import wire
 from webwire._reactor import IWebWireReactor
@@ -66,6 +68,33 @@ def ident(n: int) -> bytes:
 def echoRequest(n: int, payload: bytes, name: str = "echo") -> bytes:
     """A binary request number C{n}, by default one that echoes."""
     return wire.encodeRequest(ident(n), name, payload, wire.Encoding.BINARY)
+
+
+def sleepRequest(n: int, ms: int) -> bytes:
+    """A UTF-8 request number C{n} to the conformance application's C{sleep}."""
+    return wire.encodeRequest(ident(n), "sleep", str(ms).encode(), wire.Encoding.UTF8)
+
+
+def captureLogs(testCase: SynchronousTestCase) -> EventLoggingObserver:
+    """
+    Record every log event until the end of C{testCase} (as
+    L{EventLoggingObserver.createWithCleanup}, for a synchronous test).
+    """
+    observer = EventLoggingObserver()
+    globalLogPublisher.addObserver(observer)
+    testCase.addCleanup(globalLogPublisher.removeObserver, observer)
+    return observer
+
+
+def webwireEvents(
+    observer: EventLoggingObserver, level: LogLevel = LogLevel.debug
+) -> list[Any]:
+    """The events of C{observer} logged by webwire at C{level} or above."""
+    return [
+        e
+        for e in observer
+        if e.get("log_namespace", "").startswith("webwire") and e["log_level"] >= level
+    ]
 
 
 # Handlers called directly ---------------------------------------------------

@@ -23,8 +23,8 @@ from tests.helpers import (
     ident,
     listeningPort,
     portNumber,
+    sleepRequest,
 )
-from tests.test_endtoend import sleepRequest
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.options import ServerOptions

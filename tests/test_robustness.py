@@ -17,16 +17,14 @@ from tests.helpers import (
     LoopbackServer,
     RawClientProtocol,
     WatchedClock,
+    echoRequest,
     h,
     ident,
     rawHTTP,
-)
-from tests.test_endtoend import (
-    RecordingApplication,
-    echoRequest,
     sleepRequest,
     webwireEvents,
 )
+from tests.test_endtoend import RecordingApplication
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.errors import Disconnected, InvalidMessage, MessageTooLarge
