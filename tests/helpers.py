@@ -1,6 +1,8 @@
 """
 Test support: a WebWire server on a real loopback socket and a raw client
-that sends exact bytes and records exact bytes.
+that sends exact bytes and records exact bytes; the message builders the
+tests share; real connections from an in-memory server, for calling
+handlers directly.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import (
+    IAddress,
     IListeningPort,
     IPushProducer,
     IReactorTime,
@@ -22,13 +25,18 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from webwire import wire
 from webwire._reactor import IWebWireReactor
+from webwire.application import Application
 from webwire.client import ClientOptions, WebWireClient
 from webwire.errors import RequestError
 from webwire.interfaces import (
+    IConnection,
     IServerCluster,
     ISessionKeyGenerator,
     ISessionManager,
@@ -39,18 +47,86 @@ from webwire.metrics import IServerObserver
 from webwire.options import ServerOptions
 from webwire.server import WebWireServerFactory, WebWireServerProtocol
 from webwire.sessions.memory import MemorySessionManager
+from webwire.testing import MemoryServer
 
 DEFAULT_ACCEPT_CONF = bytes.fromhex("17 02 00 60 EA 00 00 00 20 00 00")
 
 
 def h(text: str) -> bytes:
-    """Bytes from hex, ignoring spaces."""
-    return bytes.fromhex(text.replace(" ", ""))
+    """Bytes from hex, ignoring spaces and line breaks."""
+    return bytes.fromhex("".join(text.split()))
 
 
 def ident(n: int) -> bytes:
-    """The Go client's identifier of its n-th request."""
+    """
+    The Go client's identifier of its n-th request (a little-endian
+    uint64).
+    """
     return n.to_bytes(8, "little")
+
+
+def echoRequest(n: int, payload: bytes, name: str = "echo") -> bytes:
+    """A binary request number C{n}, by default one that echoes."""
+    return wire.encodeRequest(ident(n), name, payload, wire.Encoding.BINARY)
+
+
+def sleepRequest(n: int, ms: int) -> bytes:
+    """A UTF-8 request number C{n} to the conformance application's C{sleep}."""
+    return wire.encodeRequest(ident(n), "sleep", str(ms).encode(), wire.Encoding.UTF8)
+
+
+def captureLogs(testCase: SynchronousTestCase) -> EventLoggingObserver:
+    """
+    Record every log event until the end of C{testCase} (as
+    L{EventLoggingObserver.createWithCleanup}, for a synchronous test).
+    """
+    observer = EventLoggingObserver()
+    globalLogPublisher.addObserver(observer)
+    testCase.addCleanup(globalLogPublisher.removeObserver, observer)
+    return observer
+
+
+def webwireEvents(
+    observer: EventLoggingObserver, level: LogLevel = LogLevel.debug
+) -> list[Any]:
+    """The events of C{observer} logged by webwire at C{level} or above."""
+    return [
+        e
+        for e in observer
+        if e.get("log_namespace", "").startswith("webwire") and e["log_level"] >= level
+    ]
+
+
+# Handlers called directly ---------------------------------------------------
+
+
+def conn(peer: IAddress | None = None) -> IConnection:
+    """
+    A real, open connection from a server in memory (see
+    L{webwire.testing}), to call handlers and middleware with.
+
+    :param peer: The client's address; see L{MemoryServer.connect}.
+    """
+    return MemoryServer(Application()).connect(peer=peer).connection
+
+
+def req(name: str, payload: bytes = b"") -> wire.Request:
+    """A UTF-8 request named C{name}, as handlers get it."""
+    return wire.Request(b"\x00" * 8, name, payload, wire.Encoding.UTF8)
+
+
+def sig(name: str, payload: bytes = b"") -> wire.Signal:
+    """A UTF-8 signal named C{name}, as handlers get it."""
+    return wire.Signal(name, payload, wire.Encoding.UTF8)
+
+
+async def requestError(result: Deferred[Any]) -> RequestError:
+    """Await C{result}, which must fail with L{RequestError}; return it."""
+    try:
+        await result
+    except RequestError as e:
+        return e
+    raise AssertionError(f"no RequestError: {result!r}")
 
 
 class RawClientProtocol(WebSocketClientProtocol):

@@ -1,13 +1,16 @@
 """
-The public API: what is exported exists and is documented.
+The public API: what is exported exists and is documented; and the
+layering: the protocol knows nothing of twistd.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
 
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 import webwire
@@ -74,3 +77,103 @@ class PublicAPITests(SynchronousTestCase):
         testing = importlib.import_module("webwire.testing")
         for name in ("MemoryServer", "Pair", "connectedPair"):
             self.assertIn(name, testing.__all__)
+
+
+TWISTD_MODULES = (
+    "twisted.application",
+    "twisted.scripts",
+    "twisted.plugins",
+    "webwire.tap",
+    "webwire.service",
+    "webwire.workers",
+)
+"""What belongs to running under twistd: none of it below the service."""
+
+PROTOCOL_MODULES = (
+    "_protocol.py",
+    "_dispatch.py",
+    "server.py",
+    "connection.py",
+    "guard.py",
+    "_handshake.py",
+    "_hooks.py",
+    "_constants.py",
+    "sessions/registry.py",
+)
+"""The protocol layer: the server factory and what a connection is made of."""
+
+
+def twistdImports(source: bytes | str) -> list[str]:
+    """
+    The modules of L{TWISTD_MODULES} (or their submodules) that Python
+    C{source} imports, in any form (C{import a.b}, C{from a import b},
+    C{from a.b import c}), also under C{if TYPE_CHECKING}.
+    """
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.append(node.module)
+            imported.extend(f"{node.module}.{alias.name}" for alias in node.names)
+    return sorted(
+        {
+            name
+            for name in imported
+            for banned in TWISTD_MODULES
+            if name == banned or name.startswith(banned + ".")
+        }
+    )
+
+
+class LayeringTests(SynchronousTestCase):
+    """
+    Dependencies point one way: the protocol knows nothing of twistd.
+    """
+
+    def test_protocolKnowsNoTwistd(self) -> None:
+        """
+        The adapter, the dispatcher, the server factory and the parts of a
+        connection import nothing of twistd, the plugin or the service.
+        """
+        package = FilePath(webwire.__file__).parent()
+        for relative in PROTOCOL_MODULES:
+            module = package.preauthChild(relative)
+            self.assertTrue(module.exists(), relative)
+            self.assertEqual([], twistdImports(module.getContent()), relative)
+
+    def test_twistdImportsDetected(self) -> None:
+        """
+        L{twistdImports}, which the layering test relies on, finds every
+        form of import of a twistd module, and nothing else.
+        """
+        source = (
+            "import twisted.application.service\n"
+            "from twisted.application import internet\n"
+            "from twisted import application\n"
+            "from twisted.scripts.twistd import run\n"
+            "from webwire import tap\n"
+            "import webwire.service as s\n"
+            "from webwire.workers import WorkerPool\n"
+            "from twisted.internet import reactor\n"
+            "from webwire import server\n"
+            "import webwire.taps\n"
+            "if TYPE_CHECKING:\n"
+            "    from twisted.plugins import webwire_plugin\n"
+        )
+        self.assertEqual(
+            twistdImports(source),
+            [
+                "twisted.application",
+                "twisted.application.internet",
+                "twisted.application.service",
+                "twisted.plugins",
+                "twisted.plugins.webwire_plugin",
+                "twisted.scripts.twistd",
+                "twisted.scripts.twistd.run",
+                "webwire.service",
+                "webwire.tap",
+                "webwire.workers",
+                "webwire.workers.WorkerPool",
+            ],
+        )

@@ -214,9 +214,10 @@ class CancellationTests(ClientTestCase):
         client = self.makeClient(server.portNumber)
         pending = client.request("sleep", "50")
         await sleepClock.pending()
+        self.assertEqual(client.pendingRequests, 1)
         pending.cancel()
         self.failureResultOf(pending, CancelledError)
-        self.assertEqual(client._pending, {})
+        self.assertEqual(client.pendingRequests, 0)
         sleepClock.advance(0.05)
         self.assertEqual((await client.request("echo", "after")).text(), "after")
 
@@ -239,7 +240,7 @@ class CancellationTests(ClientTestCase):
         self.assertNoResult(default)
         clientClock.advance(6)
         self.failureResultOf(default, RequestTimeout)
-        self.assertEqual(client._pending, {})
+        self.assertEqual(client.pendingRequests, 0)
 
 
 class SignalTests(ClientTestCase):
@@ -609,14 +610,14 @@ class DialTests(ClientTestCase):
         clock.advance(2.5)
         await client.signal("s", "1")
         self.assertEqual(await recorder.next(), h("40 01 73 31"))
-        protocol = client._protocol
-        assert protocol is not None
         for sentAt in [5.5, 8.5]:
             beat = recorder.next()
             clock.advance(2.75)
-            self.assertEqual(protocol._lastSent, sentAt - 3)  # nothing sent yet
+            # Nothing sent yet: the one timer left is the heartbeat, due 3 s
+            # after what was sent last.
+            self.assertEqual([c.getTime() for c in clock.getDelayedCalls()], [sentAt])
             clock.advance(0.25)
-            self.assertEqual(protocol._lastSent, sentAt)
+            self.assertEqual(clock.getDelayedCalls()[0].getTime(), sentAt + 3)
             self.assertEqual(await beat, b"\x21")
         self.assertEqual(recorder.messages, [h("40 01 73 31"), b"\x21", b"\x21"])
 

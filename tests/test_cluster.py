@@ -21,10 +21,9 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests.helpers import LoopbackServer, RawClientProtocol, ident
+from tests.helpers import LoopbackServer, RawClientProtocol, captureLogs, ident
 from tests.redisserver import freePort, startRedis
 from tests.test_redis import adminConnection
-from tests.test_server import captureLogs
 from tests.test_sessionsendtoend import loggedIn
 from webwire import wire
 from webwire.cluster import LocalCluster

@@ -22,9 +22,12 @@ from tests.helpers import (
     LoopbackServer,
     RawClientProtocol,
     WatchedClock,
+    echoRequest,
     h,
     ident,
     rawHTTP,
+    sleepRequest,
+    webwireEvents,
 )
 from webwire import wire
 from webwire.application import Application
@@ -32,22 +35,6 @@ from webwire.conformance import ConformanceApplication, DeliberateInternalError
 from webwire.errors import RequestError
 from webwire.interfaces import IConnection, RequestResult
 from webwire.options import ServerOptions
-
-
-def echoRequest(n: int, payload: bytes, name: str = "echo") -> bytes:
-    return wire.encodeRequest(ident(n), name, payload, wire.Encoding.BINARY)
-
-
-def sleepRequest(n: int, ms: int) -> bytes:
-    return wire.encodeRequest(ident(n), "sleep", str(ms).encode(), wire.Encoding.UTF8)
-
-
-def webwireEvents(observer: EventLoggingObserver, level: LogLevel) -> list[Any]:
-    return [
-        e
-        for e in observer
-        if e.get("log_namespace", "").startswith("webwire") and e["log_level"] >= level
-    ]
 
 
 class RecordingApplication(Application):

@@ -23,8 +23,8 @@ from tests.helpers import (
     ident,
     listeningPort,
     portNumber,
+    sleepRequest,
 )
-from tests.test_endtoend import sleepRequest
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.options import ServerOptions
@@ -278,7 +278,7 @@ class CloseTests(TestCase):
         stalled.transport.write(  # type: ignore[union-attr]
             b"".join(frame(signalMe(n, payload)) for n in range(1, 40)) + frame(h("C8"))
         )
-        while not protocol._lingering:
+        while not protocol.isLingering:
             await server.tick()
         self.assertFalse(protocol.isDisconnected)
         clock.advance(5)
@@ -329,10 +329,10 @@ class CloseTests(TestCase):
         payload = b"p" * 8000
         client.send(*(signalMe(n, payload) for n in range(1, 40)))
         protocol = server.serverProtocols()[0]
-        while not protocol._writeCongested:
+        while not protocol.isWriteCongested:
             await server.tick()
         done = server.factory.shutdown()
-        while not protocol._lingering:
+        while not protocol.isLingering:
             await server.tick()
         self.assertNoResult(done)
         clock.advance(5)

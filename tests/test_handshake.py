@@ -24,11 +24,12 @@ from tests.helpers import (
     DEFAULT_ACCEPT_CONF,
     LoopbackServer,
     RawClientProtocol,
+    echoRequest,
     h,
     ident,
     rawHTTP,
 )
-from tests.test_endtoend import RecordingApplication, echoRequest
+from tests.test_endtoend import RecordingApplication
 from webwire._handshake import originAllowed
 from webwire.conformance import ConformanceApplication
 from webwire.errors import UpgradeRefused

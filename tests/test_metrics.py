@@ -20,8 +20,15 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
-from tests.helpers import LoopbackServer, connectRaw, h, ident, portNumber, rawHTTP
-from tests.test_server import captureLogs
+from tests.helpers import (
+    LoopbackServer,
+    captureLogs,
+    connectRaw,
+    h,
+    ident,
+    portNumber,
+    rawHTTP,
+)
 from tests.test_twistd import LISTEN, TWISTD, startServer
 from webwire import wire
 from webwire.conformance import ConformanceApplication

@@ -6,10 +6,9 @@ L{realPeer}; end to end over loopback, and C{examples/routed.py}.
 from __future__ import annotations
 
 import gc
-from datetime import UTC, datetime
 from typing import Any
 
-from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -20,8 +19,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from examples import routed
-from tests.helpers import LoopbackServer, makeClient
-from tests.test_router import FakeConnection, conn, req, requestError
+from tests.helpers import LoopbackServer, conn, makeClient, req, requestError
 from webwire import wire
 from webwire.application import Application
 from webwire.client import WebWireClient
@@ -46,7 +44,7 @@ from webwire.middleware import (
     wrap,
 )
 from webwire.router import Router
-from webwire.sessions.session import Session
+from webwire.testing import MemoryServer
 
 
 def ok(connection: IConnection, request: wire.Request) -> str:
@@ -192,9 +190,6 @@ class MapErrorsTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(chain(conn(), req("x"))), "ok")
 
 
-NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
 def buckets() -> int:
     """How many rate-limit buckets exist."""
     return sum(isinstance(o, _Bucket) for o in gc.get_objects())
@@ -240,23 +235,29 @@ class RateLimitTests(SynchronousTestCase):
         """Connections of one session share a bucket; those without a
         session get their own."""
         limit = rateLimit(rate=1, burst=2, per="session", clock=self.clock)
-        a, b = FakeConnection(), FakeConnection()
-        session = Session("key", NOW, NOW)
-        a.session = b.session = session
-        self.assertEqual(self.calls(limit, conn(a), 1), ["ok"])
-        self.assertEqual(self.calls(limit, conn(b), 2), ["ok", "RATE_LIMITED"])
+        server = MemoryServer(Application())
+        a, b = server.connect(), server.connect()
+        session = self.successResultOf(a.connection.createSession())
+        restored = self.successResultOf(b.restoreSession(session.key))
+        self.assertIsInstance(restored, wire.Reply)
+        self.assertEqual(b.connection.session, session)
+        self.assertEqual(self.calls(limit, a.connection, 1), ["ok"])
+        self.assertEqual(self.calls(limit, b.connection, 2), ["ok", "RATE_LIMITED"])
         self.assertEqual(self.calls(limit, conn(), 2), ["ok", "ok"])
 
     def test_forgetsGoneConnections(self) -> None:
         """Nothing is kept for connections that are gone."""
         limit = rateLimit(rate=1, burst=1, per="session", clock=self.clock)
+        server = MemoryServer(Application())
         gc.collect()
         before = buckets()
-        c = FakeConnection()
-        c.session = Session("key", NOW, NOW)
-        self.calls(limit, conn(c), 1)
+        pair = server.connect()
+        self.successResultOf(pair.connection.createSession())
+        self.calls(limit, pair.connection, 1)
         self.assertEqual(buckets(), before + 1)
-        del c
+        pair.close()
+        server.pairs.remove(pair)
+        del pair
         gc.collect()
         self.assertEqual(buckets(), before)
 
@@ -313,7 +314,7 @@ class AccessLogTests(SynchronousTestCase):
         )
         log = accessLog(Logger(namespace="test.access"), clock)
         pending: Deferred[str] = Deferred()
-        c = conn(FakeConnection("192.0.2.7", 99))
+        c = conn(IPv4Address("TCP", "192.0.2.7", 99))
         d = compose([log], lambda c, r: pending)(c, req("slow", b"SECRET"))
         clock.advance(0.25)
         pending.callback("fine")
@@ -339,6 +340,24 @@ class AccessLogTests(SynchronousTestCase):
 
         self.assertEqual(formatEvent(events[0]), "192.0.2.7:99 'slow' ok 250.0 ms")
         self.assertNotIn("SECRET", repr(events))
+
+    def test_peers(self) -> None:
+        """
+        An IPv6 peer is logged as C{[host]:port}, a UNIX socket's as the
+        address's text.
+        """
+        clock = Clock()
+        observer = EventLoggingObserver.createWithCleanup(
+            self,  # type: ignore[arg-type]
+            globalLogPublisher,
+        )
+        log = accessLog(Logger(namespace="test.access"), clock)
+        for peer in [IPv6Address("TCP", "2001:db8::7", 99), UNIXAddress(b"/s")]:
+            self.successResultOf(compose([log], ok)(conn(peer), req("x")))
+        events = [e for e in observer if e["log_namespace"] == "test.access"]
+        self.assertEqual(
+            [e["peer"] for e in events], ["[2001:db8::7]:99", str(UNIXAddress(b"/s"))]
+        )
 
 
 def handshake(peer: Any, **headers: str) -> HandshakeRequest:

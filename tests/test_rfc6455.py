@@ -35,6 +35,7 @@ from tests.helpers import (
     DEFAULT_ACCEPT_CONF,
     LoopbackServer,
     asReactor,
+    echoRequest,
     ident,
     listeningPort,
 )
@@ -83,10 +84,6 @@ def frame(
 def closeFrame(code: int | None, reason: bytes = b"") -> bytes:
     payload = b"" if code is None else code.to_bytes(2, "big") + reason
     return frame(CLOSE, payload)
-
-
-def echoRequest(n: int, payload: bytes) -> bytes:
-    return wire.encodeRequest(ident(n), "echo", payload, wire.Encoding.BINARY)
 
 
 def echoReply(n: int, payload: bytes) -> bytes:

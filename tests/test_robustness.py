@@ -17,16 +17,14 @@ from tests.helpers import (
     LoopbackServer,
     RawClientProtocol,
     WatchedClock,
+    echoRequest,
     h,
     ident,
     rawHTTP,
-)
-from tests.test_endtoend import (
-    RecordingApplication,
-    echoRequest,
     sleepRequest,
     webwireEvents,
 )
+from tests.test_endtoend import RecordingApplication
 from webwire import wire
 from webwire.conformance import ConformanceApplication
 from webwire.errors import Disconnected, InvalidMessage, MessageTooLarge
@@ -300,7 +298,7 @@ class SlowReaderTests(TestCase):
         for _ in range(300):
             await server.tick()
             largestBuffer = max(largestBuffer, _buffered(protocol.transport))
-        self.assertTrue(protocol._writeCongested)
+        self.assertTrue(protocol.isWriteCongested)
         self.assertLess(len(app.requests), count)
         # Twisted's 64 KiB plus the replies to one read's worth of requests.
         self.assertLess(largestBuffer, 192 * 1024)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import EventLoggingObserver
@@ -16,48 +15,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from tests.helpers import LoopbackServer, makeClient
+from tests.helpers import LoopbackServer, conn, makeClient, req, requestError, sig
 from tests.test_client import RecordingHooks
 from webwire import wire
 from webwire.errors import RequestError
 from webwire.interfaces import IConnection, IWebWireServer
 from webwire.middleware import Next
 from webwire.router import Router
-from webwire.sessions.session import Session
-
-
-class FakeConnection:
-    """Enough of an L{IConnection} for routers and middleware."""
-
-    def __init__(self, host: str = "192.0.2.1", port: int = 4711) -> None:
-        self.peer = IPv4Address("TCP", host, port)
-        self.session: Session | None = None
-        self.signals: list[tuple[str, Any]] = []
-
-    def signal(self, name: str = "", payload: Any = None, encoding: Any = None) -> None:
-        self.signals.append((name, payload))
-
-
-def conn(fake: FakeConnection | None = None) -> IConnection:
-    """A L{FakeConnection}, typed as the connection it stands for."""
-    return fake if fake is not None else FakeConnection()  # type: ignore[return-value]
-
-
-async def requestError(result: Deferred[Any]) -> RequestError:
-    """Await C{result}, which must fail with L{RequestError}; return it."""
-    try:
-        await result
-    except RequestError as e:
-        return e
-    raise AssertionError(f"no RequestError: {result!r}")
-
-
-def req(name: str, payload: bytes = b"") -> wire.Request:
-    return wire.Request(b"\x00" * 8, name, payload, wire.Encoding.UTF8)
-
-
-def sig(name: str, payload: bytes = b"") -> wire.Signal:
-    return wire.Signal(name, payload, wire.Encoding.UTF8)
 
 
 class DispatchTests(SynchronousTestCase):

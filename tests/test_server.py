@@ -18,13 +18,13 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import (
-    EventLoggingObserver,
     StringTransport,
 )
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.helpers import captureLogs, h, ident, webwireEvents
 from webwire import wire
 from webwire.application import Application
 from webwire.errors import Disconnected, RequestError
@@ -48,16 +48,6 @@ UPGRADE_REQUEST = (
 
 
 # In-memory client/server pairs ---------------------------------------------
-
-
-def h(text: str) -> bytes:
-    """Bytes from hex, ignoring spaces."""
-    return bytes.fromhex(text.replace(" ", ""))
-
-
-def ident(n: int) -> bytes:
-    """The identifier of the n-th request, as the Go client numbers them."""
-    return n.to_bytes(8, "little")
 
 
 def request(n: int, payload: bytes = b"", name: str = "r") -> bytes:
@@ -189,28 +179,6 @@ def rawHandshake(factory: WebWireServerFactory) -> bytes:
     protocol.dataReceived(UPGRADE_REQUEST)
     written: bytes = transport.value()
     return written
-
-
-def captureLogs(testCase: SynchronousTestCase) -> EventLoggingObserver:
-    """
-    Record every log event until the end of C{testCase} (as
-    L{EventLoggingObserver.createWithCleanup}, for a synchronous test).
-    """
-    observer = EventLoggingObserver()
-    globalLogPublisher.addObserver(observer)
-    testCase.addCleanup(globalLogPublisher.removeObserver, observer)
-    return observer
-
-
-def webwireEvents(
-    observer: EventLoggingObserver, level: LogLevel = LogLevel.debug
-) -> list[Any]:
-    """The events of C{observer} logged by webwire at C{level} or above."""
-    return [
-        e
-        for e in observer
-        if e.get("log_namespace", "").startswith("webwire") and e["log_level"] >= level
-    ]
 
 
 class ServerTestCase(SynchronousTestCase):

@@ -33,6 +33,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from webwire import wire
+from webwire.application import Application
 from webwire.interfaces import IConnection, ISessionKeyGenerator, ISessionManager
 from webwire.sessions.file import (
     STALE_TEMPORARY_AGE,
@@ -41,6 +43,7 @@ from webwire.sessions.file import (
 )
 from webwire.sessions.keys import (
     KEY_ALPHABET,
+    PrefixedKeyGenerator,
     RandomKeyGenerator,
     checkKey,
     isSafeKey,
@@ -52,6 +55,7 @@ from webwire.sessions.session import (
     formatTime,
     parseTime,
 )
+from webwire.testing import MemoryServer
 
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v"
 OTHER_KEY = "Zm9vYmFyLWJhei1xdXV4X3NwYW0tZWdncy1oYW0tYmFjb24tbGV0dHVjZS0xMjM0"
@@ -122,16 +126,122 @@ def capturedLines(
 # Keys, times and the session JSON.
 
 
+class KeyGeneratorContract:
+    """
+    What every L{ISessionKeyGenerator} does; a test case mixes it in and
+    says how to make its generator.
+    """
+
+    def makeGenerator(self) -> ISessionKeyGenerator:
+        raise NotImplementedError()
+
+    def test_providesInterface(self: Any) -> None:
+        """
+        It provides L{ISessionKeyGenerator}.
+        """
+        self.assertTrue(verifyObject(ISessionKeyGenerator, self.makeGenerator()))
+
+    def test_keysRestorable(self: Any) -> None:
+        """
+        Every key is one the server can restore: L{checkKey} accepts it.
+        """
+        generator = self.makeGenerator()
+        for _ in range(200):
+            key = generator.generate()
+            self.assertEqual(checkKey(key), key)
+
+    def test_keysUnguessable(self: Any) -> None:
+        """
+        Keys differ, and each carries at least 256 bits of the operating
+        system's randomness: 43 characters of a 64-letter alphabet that
+        vary from key to key.
+        """
+        generator = self.makeGenerator()
+        keys = [generator.generate() for _ in range(200)]
+        self.assertEqual(len(set(keys)), 200)
+        varying = sum(len({key[i] for key in keys}) > 1 for i in range(len(keys[0])))
+        self.assertGreaterEqual(varying, 43)
+
+
+class RandomKeyGeneratorContractTests(KeyGeneratorContract, SynchronousTestCase):
+    """L{RandomKeyGenerator} keeps the key generators' contract."""
+
+    def makeGenerator(self) -> ISessionKeyGenerator:
+        return RandomKeyGenerator()
+
+
+class PrefixedKeyGeneratorContractTests(KeyGeneratorContract, SynchronousTestCase):
+    """L{PrefixedKeyGenerator} keeps the key generators' contract."""
+
+    def makeGenerator(self) -> ISessionKeyGenerator:
+        return PrefixedKeyGenerator("eu1-")
+
+
+class PrefixedKeyGeneratorTests(SynchronousTestCase):
+    """
+    Tests for L{PrefixedKeyGenerator}.
+    """
+
+    def test_prefix(self) -> None:
+        """
+        A key is the prefix, then a key of the generator (by default 64
+        random characters).
+        """
+        key = PrefixedKeyGenerator("eu1-").generate()
+        self.assertRegex(key, r"\Aeu1-[A-Za-z0-9_-]{64}\Z")
+
+        @implementer(ISessionKeyGenerator)
+        class Counting:
+            def __init__(self) -> None:
+                self.n = 0
+
+            def generate(self) -> str:
+                self.n += 1
+                return str(self.n)
+
+        generator = PrefixedKeyGenerator("p_", Counting())
+        self.assertEqual([generator.generate() for _ in range(2)], ["p_1", "p_2"])
+
+    def test_badPrefix(self) -> None:
+        """
+        A prefix that is empty, longer than 176 characters or has characters
+        outside the key alphabet is refused at once.
+        """
+        PrefixedKeyGenerator("a" * 176)
+        for prefix in ["", "a" * 177, "eu 1", "é", "a/b", 7]:
+            self.assertRaises(ValueError, PrefixedKeyGenerator, prefix)
+
+    def test_badKeyRefused(self) -> None:
+        """
+        A generator whose keys make the result invalid makes C{generate}
+        raise C{ValueError} rather than hand out a key nobody could restore.
+        """
+
+        @implementer(ISessionKeyGenerator)
+        class Long:
+            def generate(self) -> str:
+                return "k" * 200
+
+        self.assertRaises(ValueError, PrefixedKeyGenerator("a" * 41, Long()).generate)
+        self.assertEqual(len(PrefixedKeyGenerator("a" * 40, Long()).generate()), 240)
+
+    def test_served(self) -> None:
+        """
+        A server given a L{PrefixedKeyGenerator} creates sessions with its
+        keys, and a second client restores one.
+        """
+        server = MemoryServer(Application(), keyGenerator=PrefixedKeyGenerator("n7-"))
+        first, second = server.connect(), server.connect()
+        session = self.successResultOf(first.connection.createSession())
+        self.assertTrue(session.key.startswith("n7-"))
+        restored = self.successResultOf(second.restoreSession(session.key))
+        self.assertIsInstance(restored, wire.Reply)
+
+
 class RandomKeyGeneratorTests(SynchronousTestCase):
     """
     Tests for L{RandomKeyGenerator}.
     """
-
-    def test_providesInterface(self) -> None:
-        """
-        It provides L{ISessionKeyGenerator}.
-        """
-        self.assertTrue(verifyObject(ISessionKeyGenerator, RandomKeyGenerator()))
 
     def test_keyShape(self) -> None:
         """

@@ -22,8 +22,8 @@ from twisted.web.server import Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests.helpers import asReactor
-from tests.test_server import ControlledApplication, ident, reply, request
+from tests.helpers import asReactor, ident
+from tests.test_server import ControlledApplication, reply, request
 from webwire._reactor import IWebWireReactor
 from webwire.application import Application
 from webwire.cluster import LocalCluster

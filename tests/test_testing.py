@@ -5,8 +5,10 @@ application authors test with.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.trial import reporter, runner
 from twisted.trial.unittest import SynchronousTestCase
@@ -105,6 +107,39 @@ class PairTests(SynchronousTestCase):
         self.assertEqual(session.key.encode(), key)
         manager = pair.server.factory.sessionManager
         self.assertIsInstance(manager, MemorySessionManager)
+
+    def test_restoreAndCloseSession(self) -> None:
+        """
+        L{Pair.restoreSession} puts a second connection in the session a
+        first one created; L{Pair.closeSession} closes it; an unknown key
+        is answered with session-not-found.
+        """
+        server = MemoryServer(Sample())
+        first, second = server.connect(), server.connect()
+        key = self.reply(first.request("session")).payload.decode()
+        restored = self.reply(second.restoreSession(key))
+        self.assertEqual(json.loads(restored.payload)["k"], key)
+        session = second.connection.session
+        assert session is not None
+        self.assertEqual(session.key, key)
+        self.assertEqual(self.reply(second.closeSession()).payload, b"")
+        self.assertIsNone(second.connection.session)
+        missing = self.successResultOf(second.restoreSession("no-such-key"))
+        assert isinstance(missing, wire.SpecialReply), missing
+        self.assertEqual(missing.type, wire.MessageType.REPLY_SESSION_NOT_FOUND)
+
+    def test_peer(self) -> None:
+        """
+        Each client may have its own address; by default it is
+        127.0.0.1:50000.
+        """
+        server = MemoryServer(Sample())
+        default = server.connect()
+        other = server.connect(peer=IPv4Address("TCP", "192.0.2.7", 99))
+        self.assertEqual(
+            default.connection.peer, IPv4Address("TCP", "127.0.0.1", 50000)
+        )
+        self.assertEqual(other.connection.peer, IPv4Address("TCP", "192.0.2.7", 99))
 
     def test_clockDrivesDeadline(self) -> None:
         """L{MemoryServer.advance} moves the server's timers."""

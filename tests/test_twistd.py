@@ -27,8 +27,15 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from tests.helpers import DEFAULT_ACCEPT_CONF, connectRaw, h, ident, portNumber
-from tests.test_endtoend import echoRequest, sleepRequest
+from tests.helpers import (
+    DEFAULT_ACCEPT_CONF,
+    connectRaw,
+    echoRequest,
+    h,
+    ident,
+    portNumber,
+    sleepRequest,
+)
 from webwire import wire
 from webwire.client import ClientOptions, WebWireClient
 

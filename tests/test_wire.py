@@ -18,21 +18,8 @@ from hypothesis import strategies as st
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.helpers import h, ident
 from webwire import wire
-
-
-def h(hexString: str) -> bytes:
-    """
-    Bytes from hex, ignoring spaces and line breaks.
-    """
-    return bytes.fromhex("".join(hexString.split()))
-
-
-def ident(n: int) -> bytes:
-    """
-    The Go client's identifier of its n-th request (a little-endian uint64).
-    """
-    return n.to_bytes(8, "little")
 
 
 def encodeWithFunction(message: wire.Message) -> bytes:

@@ -22,8 +22,14 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from tests.helpers import RawClientProtocol, connectRaw, h, ident
-from tests.test_endtoend import echoRequest, sleepRequest
+from tests.helpers import (
+    RawClientProtocol,
+    connectRaw,
+    echoRequest,
+    h,
+    ident,
+    sleepRequest,
+)
 from tests.test_twistd import LISTEN, ROOT, TWISTD, ServerProcess
 from webwire import wire
 from webwire.client import ClientOptions, WebWireClient

@@ -32,11 +32,13 @@ from enum import Enum
 from functools import partial
 from typing import Any, Final, Protocol
 
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from webwire import wire
+from webwire._constants import CLOSE_INTERNAL_ERROR, CLOSE_PROTOCOL_ERROR
+from webwire._hooks import callHook
 from webwire.errors import (
     InternalError,
     MaxSessionConnections,
@@ -49,10 +51,7 @@ from webwire.metrics import IServerObserver
 from webwire.sessions.registry import SessionChannel, SessionRegistry
 from webwire.sessions.session import Session
 
-__all__ = ["ConnectionState", "Dispatcher", "Link", "callHook"]
-
-CLOSE_PROTOCOL_ERROR: Final = 1002
-CLOSE_INTERNAL_ERROR: Final = 1011
+__all__ = ["ConnectionState", "Dispatcher", "Link"]
 
 
 class ConnectionState(Enum):
@@ -710,11 +709,6 @@ class Dispatcher:
             # Everything read before the violation is answered.
             self.closeGracefully(self._violationCode, self._violationReason)
         self._link.updateReading()
-
-
-def callHook(hook: Callable[..., object], *args: object) -> Deferred[Any]:
-    """Call an application hook; it may return a value, Deferred or coroutine."""
-    return maybeDeferred(hook, *args)
 
 
 def _ignoreResult(result: object, message: object) -> None:

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_handshake -*-
 """
-The server's handshake policy, apart from the protocol: which browser
-origins may connect, cookies of the upgrade request, and accepting
-permessage-deflate.
+The server's handshake policy, apart from the protocol: whether an HTTP
+request asks for the WebSocket upgrade, which browser origins may connect,
+cookies of the upgrade request, and accepting permessage-deflate.
 """
 
 from __future__ import annotations
@@ -17,8 +17,18 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
+from twisted.web.iweb import IRequest
 
-__all__ = ["acceptDeflate", "cookiesOf", "originAllowed"]
+__all__ = ["acceptDeflate", "cookiesOf", "isWebSocketUpgrade", "originAllowed"]
+
+
+def isWebSocketUpgrade(request: IRequest) -> bool:
+    """
+    Whether C{request} asks for the WebSocket upgrade: its C{Upgrade}
+    header is C{websocket}, in any case (RFC 6455, section 4.2.1).
+    """
+    upgrade = request.getHeader(b"upgrade") or b""
+    return upgrade.lower() == b"websocket"
 
 
 def originAllowed(origin: str | None, host: str, allowed: Sequence[str]) -> bool:

@@ -6,11 +6,11 @@ listen told in one line: what a user needs instead of a traceback.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet import endpoints
 from twisted.internet.error import CannotListenError, VerifyError
 from twisted.python import usage
+
+from webwire._reactor import IWebWireReactor
 
 __all__ = ["ListenFailed", "checkEndpoint", "describeListenFailure"]
 
@@ -67,7 +67,9 @@ def _firstLine(error: BaseException) -> str:
 
 
 def checkEndpoint(
-    description: str, reactor: Any = None, option: str = "--listen"
+    description: str,
+    reactor: IWebWireReactor | None = None,
+    option: str = "--listen",
 ) -> None:
     """
     Parse a server endpoint description the way C{--listen} will use it,

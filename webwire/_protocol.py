@@ -65,15 +65,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._constants import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_DATA,
+)
 from webwire._constants import HEARTBEAT as _HEARTBEAT
 from webwire._constants import TIMER_SLACK as _EPSILON
-from webwire._dispatch import (
-    CLOSE_PROTOCOL_ERROR,
-    ConnectionState,
-    Dispatcher,
-    callHook,
-)
+from webwire._dispatch import ConnectionState, Dispatcher
 from webwire._handshake import cookiesOf, originAllowed
+from webwire._hooks import callHook
 from webwire.connection import Connection, HandshakeRequest
 from webwire.errors import Disconnected, UpgradeRefused
 from webwire.guard import GuardedConnection, lingeringClose
@@ -91,10 +92,6 @@ if TYPE_CHECKING:
 
 __all__ = ["WebWireServerProtocol"]
 
-CLOSE_NORMAL: Final = 1000
-CLOSE_GOING_AWAY: Final = 1001
-CLOSE_UNSUPPORTED_DATA: Final = 1003
-CLOSE_MESSAGE_TOO_BIG: Final = 1009
 
 _MAX_REQUEST_HEAD: Final = 16384
 """Bytes of an upgrade request's line and headers (twisted.web's limit)."""
@@ -196,6 +193,23 @@ class WebWireServerProtocol(WebSocketServerProtocol):
     def isDisconnected(self) -> bool:
         """C{True} once the connection is closed."""
         return self.dispatcher.disconnected
+
+    @property
+    def isWriteCongested(self) -> bool:
+        """
+        C{True} while the transport's write buffer is full (the client does
+        not read what it is sent); reading from the client then pauses.
+        """
+        return self._writeCongested
+
+    @property
+    def isLingering(self) -> bool:
+        """
+        C{True} once the server closes the TCP connection: it has sent (or
+        is sending) its FIN and reads on, discarding, only to see the
+        client's end, for at most the close timeout.
+        """
+        return self._lingering
 
     def drain(self) -> None:
         """

@@ -52,6 +52,7 @@ from webwire._clioutput import (
     payloadFields,
     sessionFields,
 )
+from webwire._reactor import IWebWireReactor
 from webwire.client import ClientHooks, ClientOptions, WebWireClient
 from webwire.errors import (
     Disconnected,
@@ -363,7 +364,7 @@ class _Run:
         self.onInterrupt: Callable[[], None] | None = None
         self._completion: list[Deferred[None]] = []
 
-    def makeClient(self, reactor: Any) -> WebWireClient:
+    def makeClient(self, reactor: IWebWireReactor) -> WebWireClient:
         args = self.args
         listening = args.command == "listen"
         options = ClientOptions(
@@ -387,7 +388,7 @@ class _Run:
         except ValueError as e:
             raise _Failed(EXIT_USAGE, str(e)) from None
 
-    async def run(self, reactor: Any) -> None:
+    async def run(self, reactor: IWebWireReactor) -> None:
         """Run the command; never fails (see C{exitCode})."""
         reactor.addSystemEventTrigger("before", "shutdown", self._shuttingDown, reactor)
         try:

@@ -37,6 +37,7 @@ from zope.interface import implementer
 
 from webwire import wire
 from webwire._clientprotocol import ClientProtocol, ClientProtocolFactory
+from webwire._constants import CLOSE_NORMAL
 from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.errors import (
     ConnectionFailed,
@@ -257,6 +258,14 @@ class WebWireClient:
         """Whether the client is connected now."""
         return self._status is CONNECTED
 
+    @property
+    def pendingRequests(self) -> int:
+        """
+        How many requests (and session calls) are sent and await their
+        reply now; a cancelled or timed-out one no longer counts.
+        """
+        return len(self._pending)
+
     def connect(self, timeout: float | None = None) -> Deferred[None]:
         """
         Connect now, if not connected.
@@ -405,7 +414,7 @@ class WebWireClient:
             return succeed(None)
         done: Deferred[None] = Deferred()
         self._closing.append(done)
-        protocol.sendClose(1000)
+        protocol.sendClose(CLOSE_NORMAL)
         cutOff = self._clock.callLater(
             self.options.dialTimeout, protocol.dropConnection, True
         )

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import attr
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IAddress
 from zope.interface import implementer
@@ -21,7 +22,20 @@ from webwire.logonce import RepeatedEvents
 from webwire.sessions.registry import SessionChannel, SessionRegistry
 from webwire.sessions.session import Session
 
-__all__ = ["Connection", "HandshakeRequest", "encodeSignal"]
+__all__ = ["Connection", "HandshakeRequest", "encodeSignal", "peerText"]
+
+
+def peerText(peer: object) -> str:
+    """
+    Describe a client's address (an L{IConnection.peer}) for logs and
+    headers: C{host:port}, C{[host]:port} for IPv6, C{str(peer)} for any
+    other address (a UNIX socket's).
+    """
+    if isinstance(peer, IPv6Address):
+        return f"[{peer.host}]:{peer.port}"
+    if isinstance(peer, IPv4Address):
+        return f"{peer.host}:{peer.port}"
+    return str(peer)
 
 
 def encodeSignal(

@@ -62,7 +62,6 @@ from urllib.parse import quote, urlsplit
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
 from twisted.application.service import IService, Service
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
@@ -80,6 +79,7 @@ from zope.interface import implementer
 from webwire import wire
 from webwire._reactor import IWebWireReactor, defaultReactor
 from webwire.application import Application
+from webwire.connection import peerText
 from webwire.errors import RequestError
 from webwire.interfaces import IConnection
 from webwire.logonce import eventsOf
@@ -235,15 +235,6 @@ def segmentURL(base: str, name: str) -> str:
     if name in ("", ".", ".."):
         raise RequestError("BAD_REQUEST", f"invalid request name {name!r}")
     return base + quote(name, safe="")
-
-
-def peerText(peer: object) -> str:
-    """Describe a client's address as C{host:port} (C{[host]:port} for IPv6)."""
-    if isinstance(peer, IPv6Address):
-        return f"[{peer.host}]:{peer.port}"
-    if isinstance(peer, IPv4Address):
-        return f"{peer.host}:{peer.port}"
-    return str(peer)
 
 
 def _contentEncoding(contentType: str) -> tuple[wire.Encoding, str | None]:
@@ -580,8 +571,7 @@ class HTTPGateway(Application, Service):
             if (
                 isinstance(code, str)
                 and 0 < len(code) < 256
-                and code.isascii()
-                and code.isprintable()
+                and wire.isPrintableASCII(code)
                 and isinstance(message, str)
             ):
                 return RequestError(code, message)

@@ -60,6 +60,12 @@ from twisted.web.server import Site
 from zope.interface import Interface, implementer
 
 from webwire import wire
+from webwire._constants import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_DATA,
+)
+from webwire._reactor import IWebWireReactor
 from webwire._version import __version__
 
 if TYPE_CHECKING:
@@ -122,7 +128,11 @@ heartbeat, and delivering a message from another process."""
 SESSION_MANAGER_OPERATIONS: Final = ("store", "lookup", "forget")
 """The session manager hooks whose failures are counted."""
 
-VIOLATION_CODES: Final = (1002, 1003, 1009)
+VIOLATION_CODES: Final = (
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_DATA,
+    CLOSE_MESSAGE_TOO_BIG,
+)
 """The close codes of protocol violations: malformed, text, oversized."""
 
 _OUTCOME_OF_REPLY: Final[dict[int, str]] = {
@@ -622,7 +632,9 @@ def metricsRoot(registry: CollectorRegistry) -> Resource:
 
 
 def metricsService(
-    description: str, metrics: ServerMetrics, reactor: Any = None
+    description: str,
+    metrics: ServerMetrics,
+    reactor: IWebWireReactor | None = None,
 ) -> IService:
     """
     A service that serves C{metrics}' registry at C{/metrics} on an
@@ -631,6 +643,7 @@ def metricsService(
     :param description: A server endpoint description (strports syntax),
         e.g. C{"tcp:9100:interface=127.0.0.1"}.
     :param metrics: Registered (see L{ServerMetrics.registry}).
+    :param reactor: What it listens with; the global reactor if omitted.
     :raises ValueError: If C{metrics} is registered nowhere.
     """
     if metrics.registry is None:

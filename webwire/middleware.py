@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from webwire import wire
 from webwire._reactor import defaultReactor
+from webwire.connection import peerText
 from webwire.errors import RequestError
 from webwire.interfaces import (
     IConnection,
@@ -336,13 +337,6 @@ def timeout(seconds: float, clock: IReactorTime | None = None) -> Middleware:
 _accessLog = Logger(namespace="webwire.access")
 
 
-def _peerText(peer: object) -> str:
-    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-    if host is None:
-        return str(peer)
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
 def accessLog(
     logger: Logger | None = None, clock: IReactorTime | None = None
 ) -> Middleware:
@@ -371,7 +365,7 @@ def accessLog(
         def record(outcome: str) -> None:
             log.info(
                 "{peer} {name!r} {outcome} {durationMs:.1f} ms",
-                peer=_peerText(connection.peer),
+                peer=peerText(connection.peer),
                 name=request.name,
                 outcome=outcome,
                 durationMs=(theClock.seconds() - started) * 1000,

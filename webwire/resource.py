@@ -30,6 +30,7 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET, Request
 
+from webwire._handshake import isWebSocketUpgrade
 from webwire.server import WebWireServerFactory
 
 __all__ = ["WebWireResource"]
@@ -66,8 +67,7 @@ class WebWireResource(WebSocketResource):
         Upgrade a WebSocket request; answer anything else with 426.
         """
         assert isinstance(request, Request)
-        upgrade = request.getHeader(b"upgrade") or b""
-        if upgrade.lower() != b"websocket":
+        if not isWebSocketUpgrade(request):
             request.setResponseCode(426, b"Upgrade Required")
             request.setHeader(b"upgrade", b"websocket")
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")

@@ -20,8 +20,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
+from webwire._constants import CLOSE_GOING_AWAY
 from webwire._handshake import acceptDeflate
-from webwire._protocol import CLOSE_GOING_AWAY, WebWireServerProtocol
+from webwire._protocol import WebWireServerProtocol
 from webwire._version import __version__
 from webwire.cluster.local import LocalCluster
 from webwire.errors import SessionsDisabled

@@ -33,6 +33,7 @@ import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
@@ -159,6 +160,7 @@ class Pair:
         factory: WebWireServerFactory,
         clock: MemoryReactorClock,
         clientFactory: WebSocketClientFactory | None = None,
+        peer: IAddress | None = None,
     ) -> None:
         """
         Connect a client to C{factory} and move bytes until the WebSocket
@@ -167,7 +169,11 @@ class Pair:
         :param clientFactory: Makes the client; one without timers (they
             would run on the global reactor) if omitted. Its protocol is
             set to L{RecordingClient}.
+        :param peer: The client's address as the server sees it (what
+            L{IConnection.peer} is); C{127.0.0.1:50000} over TCP if omitted.
         """
+        if peer is None:
+            peer = IPv4Address("TCP", "127.0.0.1", 50000)
         if clientFactory is None:
             clientFactory = WebSocketClientFactory("ws://localhost/")
             clientFactory.setProtocolOptions(
@@ -177,7 +183,7 @@ class Pair:
             )
         clientFactory.protocol = RecordingClient
         # What a listening port gets: the protocol under the factory's guard.
-        guarded = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        guarded = factory.buildProtocol(peer)
         server = guarded.wrappedProtocol
         client: object = clientFactory.buildProtocol(
             IPv4Address("TCP", "127.0.0.1", 80)
@@ -186,7 +192,7 @@ class Pair:
         assert isinstance(client, RecordingClient)
         self.server: WebWireServerProtocol = server
         self.client: RecordingClient = client
-        self.serverTransport = MemoryTransport(guarded, isServer=True)
+        self.serverTransport = MemoryTransport(guarded, isServer=True, peerAddress=peer)
         self.clientTransport = MemoryTransport(client, isServer=False)
         self.serverTransport.peer = self.clientTransport
         self.clientTransport.peer = self.serverTransport
@@ -240,11 +246,48 @@ class Pair:
             reached the client: after a handler's Deferred fires, call
             L{flush}.
         """
+        identifier = self._newIdentifier()
+        answer = self._answer(identifier)
+        self.send(wire.encodeRequest(identifier, name, payload, encoding))
+        return answer
+
+    def restoreSession(self, key: str) -> Deferred[Answer]:
+        """
+        Ask the server to restore the session C{key} on this connection (as
+        a client that reconnects does), then move the bytes.
+
+        :param key: The session's key (printable ASCII, 1-255 characters),
+            for instance that of a session another L{Pair} created.
+        :returns: A Deferred that fires with what answers it: a
+            L{wire.Reply} carrying the session document, or an
+            L{wire.SpecialReply} (session not found, too many connections,
+            sessions disabled, ...).
+        """
+        identifier = self._newIdentifier()
+        answer = self._answer(identifier)
+        self.send(wire.encodeRestoreSession(identifier, key))
+        return answer
+
+    def closeSession(self) -> Deferred[Answer]:
+        """
+        Ask the server to close this connection's session, then move the
+        bytes.
+
+        :returns: A Deferred that fires with what answers it: an empty
+            L{wire.Reply}, or an L{wire.SpecialReply}.
+        """
+        identifier = self._newIdentifier()
+        answer = self._answer(identifier)
+        self.send(wire.encodeCloseSession(identifier))
+        return answer
+
+    def _newIdentifier(self) -> bytes:
         self._nextIdentifier += 1
-        identifier = self._nextIdentifier.to_bytes(8, "little")
+        return self._nextIdentifier.to_bytes(8, "little")
+
+    def _answer(self, identifier: bytes) -> Deferred[Answer]:
         answer: Deferred[Answer] = Deferred()
         self.client.waiting[identifier] = answer
-        self.send(wire.encodeRequest(identifier, name, payload, encoding))
         return answer
 
     def signal(
@@ -327,9 +370,21 @@ class MemoryServer:
         )
         self.pairs: list[Pair] = []
 
-    def connect(self, clientFactory: WebSocketClientFactory | None = None) -> Pair:
-        """Connect a new client in memory and complete its handshake."""
-        pair = Pair(self.factory, self.clock, clientFactory)
+    def connect(
+        self,
+        clientFactory: WebSocketClientFactory | None = None,
+        *,
+        peer: IAddress | None = None,
+    ) -> Pair:
+        """
+        Connect a new client in memory and complete its handshake.
+
+        :param clientFactory: See L{Pair.__init__}.
+        :param peer: The client's address as the server sees it; see
+            L{Pair.__init__}. Give each client its own to tell them apart as
+            a server behind no proxy would (per-address limits, logs).
+        """
+        pair = Pair(self.factory, self.clock, clientFactory, peer)
         self.pairs.append(pair)
         return pair
 

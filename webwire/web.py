@@ -26,6 +26,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 from twisted.web.static import File
 
+from webwire._handshake import isWebSocketUpgrade as _isUpgrade
 from webwire.guard import ConnectionGuard, GuardedConnection, lingeringClose
 from webwire.options import ServerOptions
 from webwire.resource import WebWireResource
@@ -47,11 +48,6 @@ STATIC = FilePath(__file__).sibling("static")
 def clientScript() -> FilePath[str]:
     """The browser client (an ES module) shipped in this package."""
     return STATIC.child("webwire.js")
-
-
-def _isUpgrade(request: IRequest) -> bool:
-    upgrade = request.getHeader(b"upgrade") or b""
-    return upgrade.lower() == b"websocket"
 
 
 class WebWireRoot(Resource):

@@ -5,7 +5,12 @@ L{MemorySessionManager}).
 """
 
 from webwire.sessions.file import FileSessionManager
-from webwire.sessions.keys import RandomKeyGenerator, checkKey, isSafeKey
+from webwire.sessions.keys import (
+    PrefixedKeyGenerator,
+    RandomKeyGenerator,
+    checkKey,
+    isSafeKey,
+)
 from webwire.sessions.memory import MemorySessionManager
 from webwire.sessions.session import (
     Session,
@@ -17,6 +22,7 @@ from webwire.sessions.session import (
 __all__ = [
     "FileSessionManager",
     "MemorySessionManager",
+    "PrefixedKeyGenerator",
     "RandomKeyGenerator",
     "Session",
     "SessionLookupResult",

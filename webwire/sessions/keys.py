@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_sessions -*-
 """
-Session keys: the default generator, and what makes a key valid.
+Session keys: the default generator, one that prefixes keys, and what
+makes a key valid.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from webwire.interfaces import ISessionKeyGenerator
 __all__ = [
     "KEY_ALPHABET",
     "MAX_KEY_LENGTH",
+    "PrefixedKeyGenerator",
     "RandomKeyGenerator",
     "checkKey",
     "isSafeKey",
@@ -42,6 +44,49 @@ class RandomKeyGenerator:
     def generate(self) -> str:
         """Return a new random key."""
         return base64.urlsafe_b64encode(secrets.token_bytes(48)).decode("ascii")
+
+
+@implementer(ISessionKeyGenerator)
+class PrefixedKeyGenerator:
+    """
+    Keys of another generator behind a fixed prefix, say C{"eu1-"}: which
+    deployment or server made a session shows in its key, in logs (they
+    show a key's first characters), in a shared Redis, and to a load
+    balancer that routes restores by key. The prefix adds no secrecy: the
+    key is as unguessable as the generator's.
+    """
+
+    def __init__(
+        self, prefix: str, generator: ISessionKeyGenerator | None = None
+    ) -> None:
+        """
+        :param prefix: 1 to 176 characters of L{KEY_ALPHABET} (a key
+            of the default generator after it stays within
+            L{MAX_KEY_LENGTH}).
+        :param generator: Makes the rest of each key; a
+            L{RandomKeyGenerator} if omitted.
+        :raises ValueError: If C{prefix} is empty, too long or has other
+            characters.
+        """
+        if (
+            not (isinstance(prefix, str) and _SAFE.match(prefix))
+            or len(prefix) > MAX_KEY_LENGTH - 64
+        ):
+            raise ValueError(
+                f"a key prefix must be 1 to {MAX_KEY_LENGTH - 64} characters of "
+                f"[A-Za-z0-9_-], not {prefix!r}"
+            )
+        self.prefix = prefix
+        self.generator = generator if generator is not None else RandomKeyGenerator()
+
+    def generate(self) -> str:
+        """
+        Return the prefix and a new key of the generator.
+
+        :raises ValueError: If the result is no valid key (the generator's
+            key is too long, or has other characters).
+        """
+        return checkKey(self.prefix + self.generator.generate())
 
 
 def checkKey(key: object) -> str:

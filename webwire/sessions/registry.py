@@ -27,13 +27,13 @@ from twisted.internet.defer import (
     Deferred,
     fail,
     gatherResults,
-    maybeDeferred,
     succeed,
 )
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from webwire._hooks import callHook
 from webwire.errors import (
     Disconnected,
     InternalError,
@@ -157,7 +157,7 @@ class SessionRegistry:
             key=shortKey(key),
         )
         self.observer.sessionCreated()
-        stored = _call(self.manager.onSessionCreated, channel.connection)
+        stored = callHook(self.manager.onSessionCreated, channel.connection)
 
         def unstored(f: Failure) -> None:
             self.observer.sessionManagerFailure("store")
@@ -282,7 +282,7 @@ class SessionRegistry:
         :raises CancelledError: If the lookup was cancelled (logged).
         """
         try:
-            result = await _call(self.manager.onSessionLookup, key)
+            result = await callHook(self.manager.onSessionLookup, key)
             if result is None:
                 raise SessionNotFound(key)
             if not isinstance(result, SessionLookupResult):
@@ -367,7 +367,7 @@ class SessionRegistry:
             key=shortKey(key),
         )
         self.observer.sessionClosed()
-        closed = _call(self.manager.onSessionClosed, key)
+        closed = callHook(self.manager.onSessionClosed, key)
 
         def failed(f: Failure) -> Failure:
             self.observer.sessionManagerFailure("forget")
@@ -467,8 +467,3 @@ class SessionRegistry:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.seconds(), UTC)
-
-
-def _call(hook: Callable[..., object], *args: object) -> Deferred[Any]:
-    """Call a session manager hook: a value, Deferred or coroutine."""
-    return maybeDeferred(hook, *args)
