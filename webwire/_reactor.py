@@ -42,8 +42,8 @@ class IWebWireReactor(
     and accept TCP and UNIX connections to names it resolves, and, for
     C{--workers}, adopt sockets, spawn processes and watch descriptors.
     Every reactor Twisted installs on a POSIX system provides it all; a part
-    that needs less says so in its parameter's type (L{IReactorTime} for a
-    clock). Tests hand in a L{twisted.internet.testing.MemoryReactorClock},
+    that needs less says so in its parameter's type (C{IReactorTime} for a
+    clock). Tests hand in a C{twisted.internet.testing.MemoryReactorClock},
     cast to this type.
     """
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_testing -*-
 """
 Test a WebWire application without sockets: a server and a client
-connected in memory, on a clock the test advances.
+connected in memory, on a clock the test advances. For example::
 
     from twisted.trial.unittest import SynchronousTestCase
     from webwire.testing import connectedPair
@@ -59,12 +59,12 @@ Answer = wire.Reply | wire.ErrorReply | wire.SpecialReply
 
 class MemoryTransport(iosim.FakeTransport):
     """
-    An L{iosim.FakeTransport} that honours flow control like TCP does: while
+    An C{iosim.FakeTransport} that honours flow control like TCP does: while
     the receiving side is paused, what its peer wrote stays with the peer
     (as it would stay in the kernel), and is delivered once it resumes.
 
     :ivar producerState: C{"producing"} or C{"paused"}, as on
-        L{twisted.internet.testing.StringTransport}.
+        C{twisted.internet.testing.StringTransport}.
     :ivar aborted: Whether C{abortConnection} was called.
     :ivar bytesWritten: How many bytes the protocol wrote, in all.
     :ivar peer: The transport on the other side, once connected.
@@ -152,7 +152,7 @@ class Pair:
     :ivar client: The L{RecordingClient}.
     :ivar serverTransport: The server's L{MemoryTransport}.
     :ivar clientTransport: The client's L{MemoryTransport}.
-    :ivar pump: The L{iosim.IOPump} that moves bytes between them.
+    :ivar pump: The C{iosim.IOPump} that moves bytes between them.
     """
 
     def __init__(
@@ -321,7 +321,7 @@ class Pair:
 
 class MemoryServer:
     """
-    A L{WebWireServerFactory} on a L{MemoryReactorClock}, and the in-memory
+    A L{WebWireServerFactory} on a C{MemoryReactorClock}, and the in-memory
     L{Pair}s connected to it.
 
     :ivar clock: The clock every server timer runs on.

@@ -50,9 +50,7 @@ if TYPE_CHECKING:
 # webwire.cluster.redis, not API.
 __all__ = [
     "CorruptRedisSessionError",
-    "GuardedPool",
     "RedisSessionManager",
-    "availabilityOf",
 ]
 
 _T = TypeVar("_T")

@@ -192,7 +192,7 @@ class SessionRegistry:
         :returns: A Deferred firing with the L{Session} now held by the
             connection, or failing with L{SessionNotFound},
             L{MaxSessionConnections}, L{InternalError} (the cause is logged)
-            or L{CancelledError} (the lookup was cancelled; logged).
+            or C{CancelledError} (the lookup was cancelled; logged).
         """
         restoring = Deferred.fromCoroutine(self._restore(channel, key, accept))
         return restoring.addCallbacks(self._restored, self._restoreFailed)
