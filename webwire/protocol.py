@@ -69,6 +69,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
+from webwire._fastpath import FastPathMixin
 from webwire._constants import HEARTBEAT as _HEARTBEAT
 from webwire._constants import TIMER_SLACK as _EPSILON
 from webwire.connection import Connection, HandshakeRequest
@@ -158,7 +159,7 @@ class _WriteMonitor:
         pass
 
 
-class WebWireServerProtocol(WebSocketServerProtocol):
+class WebWireServerProtocol(FastPathMixin, WebSocketServerProtocol):
     """
     One WebWire connection on the server (see the module docstring).
 
@@ -347,6 +348,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         the client closes, and abort after the close timeout.
         """
         self._lingering = True
+        self.flushWrites()  # fast path: coalesced frames go before the close
         if abort:
             self._stream.abortConnection()
         elif self._closeTimer is None:

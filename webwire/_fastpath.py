@@ -1,0 +1,274 @@
+# -*- test-case-name: tests.test_fastpath -*-
+"""
+A fast path for the common case under Autobahn's WebSocket protocol.
+
+Most of what a busy WebWire server reads is complete, masked, unfragmented
+binary frames of a few bytes to a few KiB, and most of what it writes is
+unfragmented binary frames. Autobahn handles every case of RFC 6455 and
+pays for it on each of these frames (a frame header object, a masker
+object, observers, traffic statistics, the arguments of debug log calls).
+L{FastPathMixin} reads and writes the common case itself and hands
+everything else to Autobahn, unchanged:
+
+  - B{Receiving} (C{_dataReceived}): while Autobahn is open and between
+    frames (no frame begun, no fragmented message, no compression, no frame
+    or octet logging, no timing tracking, no auto-ping), each frame that is
+    final, binary, masked, has no reserved bits, a 7- or 16-bit (minimal)
+    length within C{maxFramePayloadSize} and C{maxMessagePayloadSize}, and
+    lies completely in the buffer, is unmasked here and delivered through
+    Autobahn's own C{onMessageEnd} hook, so that the overrides of
+    C{onMessageEnd} (and so C{onMessage}) see it exactly as they would from
+    Autobahn. At the first frame that is anything else, the rest of the
+    buffer, in order, goes to Autobahn's parser. An incomplete frame at the
+    end is left in Autobahn's buffer, where Autobahn expects a frame to
+    begin: the next read continues it, here or there.
+  - B{Sending} (C{sendMessage}): an unfragmented, uncompressed, binary
+    message while Autobahn is open and idle (no fragmented message being
+    sent, no queued or chopped writes, server frames unmasked, no
+    automatic fragmentation that would split it, within
+    C{maxMessagePayloadSize}) is framed here; anything else goes to
+    Autobahn's C{sendMessage}.
+  - B{Coalescing}: what is sent while one read is processed goes out in
+    one C{transport.write} at the end of it. Anything Autobahn writes
+    (C{sendData}: Close, Pong, a fallback message) and C{flushWrites} send
+    what is held first, so the order on the wire is the order of the
+    calls.
+
+Autobahn's C{trafficStats} and its C{'message'} observers (C{fire}) do not
+see the frames of the fast path. The attributes of Autobahn's protocol
+read here are pinned by the Autobahn versions C{setup.py} allows; the
+tests check their shape.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.xormasker import create_xor_masker
+
+__all__ = ["FastPathMixin", "frameBinary", "unmask"]
+
+_OPEN: Final = WebSocketProtocol.STATE_OPEN
+_SEND_GROUND: Final = WebSocketProtocol.SEND_STATE_GROUND
+_FIN_BINARY: Final = 0x82
+_INT_UNMASK_LIMIT: Final = 1024
+"""Up to this payload size, unmasking with integers beats Autobahn's masker."""
+
+if TYPE_CHECKING:
+    _Base = WebSocketProtocol
+else:
+    _Base = object
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """
+    Unmask (or mask) a WebSocket payload.
+
+    :param payload: The payload, any length.
+    :param mask: The frame's 4-byte masking key.
+    :returns: C{payload} XOR the key repeated.
+    """
+    n = len(payload)
+    if n > _INT_UNMASK_LIMIT:
+        result: bytes = create_xor_masker(mask, n).process(payload)
+        return result
+    if not n:
+        return b""
+    key = int.from_bytes((mask * ((n + 3) >> 2))[:n], "little")
+    return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+
+
+def frameBinary(payload: bytes) -> bytes:
+    """
+    The header of a final, unmasked, uncompressed binary frame.
+
+    :param payload: The frame's payload (at most 2**63 - 1 bytes).
+    :returns: The 2-, 4- or 10-byte header that goes before it.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((_FIN_BINARY, n))
+    if n < 0x10000:
+        return b"\x82\x7e" + n.to_bytes(2, "big")
+    return b"\x82\x7f" + n.to_bytes(8, "big")
+
+
+class FastPathMixin(_Base):
+    """
+    The fast path (see the module docstring) for a subclass of Autobahn's
+    C{WebSocketServerProtocol}; put it first among the bases.
+    """
+
+    _fastHeld: list[bytes] | None = None
+    """Frames held until the read being processed is done, or C{None}."""
+    _fastMessage: bytes | None = None
+    """The payload being delivered through C{onMessageEnd}."""
+
+    # Receiving ------------------------------------------------------------
+
+    def _fastReadable(self) -> bool:
+        """Whether Autobahn is where the fast path may read a frame."""
+        return (
+            self.state == _OPEN
+            and self.current_frame is None
+            and not self.inside_message
+            and self._perMessageCompress is None
+            and not self.failedByMe
+            and not self.logFrames
+            and not self.logOctets
+            and self.trackedTimings is None
+            and self.autoPingTimeoutCall is None
+        )
+
+    def _dataReceived(self, data: bytes) -> None:
+        if self._fastHeld is not None:
+            # Re-entered while a read is processed: the outer call flushes.
+            self._fastReceive(data)
+            return
+        if self.state != _OPEN:
+            # The opening handshake (its writes are not held) or closing.
+            super()._dataReceived(data)
+            return
+        held: list[bytes] = []
+        self._fastHeld = held
+        try:
+            self._fastReceive(data)
+        finally:
+            self._fastHeld = None
+            if held:
+                self._fastWrite(held)
+
+    def _fastReceive(self, data: bytes) -> None:
+        if not self._fastReadable():
+            super()._dataReceived(data)
+            return
+        if self.data:
+            data = self.data + data
+            self.data = b""
+        size = len(data)
+        position = 0
+        maxMessage = self.maxMessagePayloadSize
+        maxFrame = self.maxFramePayloadSize
+        # Whether what is left is the beginning of a frame the fast path
+        # reads once it is complete.
+        incomplete = True
+        while position < size:
+            if data[position] != _FIN_BINARY:
+                incomplete = False
+                break
+            if size - position < 2:
+                break
+            second = data[position + 1]
+            if second < 0x80:
+                incomplete = False  # unmasked: a violation
+                break
+            length = second & 0x7F
+            if length < 126:
+                start = position + 6
+            elif length == 126:
+                if size - position < 4:
+                    break
+                length = int.from_bytes(data[position + 2 : position + 4], "big")
+                if length < 126:
+                    incomplete = False  # not minimal: a violation
+                    break
+                start = position + 8
+            else:
+                incomplete = False  # a 64-bit length
+                break
+            if (0 < maxMessage < length) or (0 < maxFrame < length):
+                incomplete = False  # too large: discarded as it arrives
+                break
+            end = start + length
+            if end > size:
+                break
+            payload = unmask(data[start:end], data[start - 4 : start])
+            position = end
+            self._fastMessage = payload
+            try:
+                self.onMessageEnd()
+            finally:
+                self._fastMessage = None
+            if not self._fastReadable():
+                incomplete = False
+                break
+        if position == size:
+            return
+        rest = data[position:] if position else data
+        if incomplete:
+            # Where Autobahn expects a frame to begin: the next read
+            # continues it, here or there.
+            self.data = rest
+            return
+        super()._dataReceived(rest)
+
+    def onMessageEnd(self) -> None:
+        payload = self._fastMessage
+        if payload is None:
+            super().onMessageEnd()
+            return
+        self._fastMessage = None
+        self.message_data = None
+        self.onMessage(payload, True)
+
+    # Sending --------------------------------------------------------------
+
+    def sendMessage(
+        self,
+        payload: bytes,
+        isBinary: bool = False,
+        fragmentSize: int | None = None,
+        sync: bool = False,
+        doNotCompress: bool = False,
+    ) -> None:
+        n = len(payload)
+        if (
+            isBinary
+            and fragmentSize is None
+            and not sync
+            and self.state == _OPEN
+            and self.send_state == _SEND_GROUND
+            and self._perMessageCompress is None
+            and not self.send_queue
+            and not self.maskServerFrames
+            and not self.logFrames
+            and not self.logOctets
+            and self.trackedTimings is None
+            and not (0 < self.autoFragmentSize < n)
+            and not (0 < self.maxMessagePayloadSize < n)
+            and type(payload) is bytes
+        ):
+            held = self._fastHeld
+            if held is None:
+                self.transport.write(frameBinary(payload) + payload)
+            else:
+                held.append(frameBinary(payload))
+                held.append(payload)
+            return
+        self.flushWrites()
+        super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+
+    def sendData(
+        self, data: bytes, sync: bool = False, chopsize: int | None = None
+    ) -> None:
+        self.flushWrites()
+        super().sendData(data, sync, chopsize)
+
+    def flushWrites(self) -> None:
+        """
+        Write what is held for the end of the current read now; call it
+        before writing to the transport or closing it other than through
+        Autobahn.
+        """
+        held = self._fastHeld
+        if held:
+            data = held[:]
+            del held[:]
+            self._fastWrite(data)
+
+    def _fastWrite(self, frames: list[bytes]) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.write(b"".join(frames))
+
