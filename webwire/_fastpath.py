@@ -7,7 +7,7 @@ binary frames of a few bytes to a few KiB, and most of what it writes is
 unfragmented binary frames. Autobahn handles every case of RFC 6455 and
 pays for it on each of these frames (a frame header object, a masker
 object, observers, traffic statistics, the arguments of debug log calls).
-L{FastPathMixin} reads and writes the common case itself and hands
+L{FastPathProtocol} reads and writes the common case itself and hands
 everything else to Autobahn, unchanged:
 
   - B{Receiving} (C{_dataReceived}): while Autobahn is open and between
@@ -44,21 +44,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
-from autobahn.websocket.xormasker import create_xor_masker
+from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]
 
-__all__ = ["FastPathMixin", "frameBinary", "unmask"]
+__all__ = ["FastPathProtocol", "frameBinary", "unmask"]
 
 _OPEN: Final = WebSocketProtocol.STATE_OPEN
 _SEND_GROUND: Final = WebSocketProtocol.SEND_STATE_GROUND
 _FIN_BINARY: Final = 0x82
 _INT_UNMASK_LIMIT: Final = 1024
 """Up to this payload size, unmasking with integers beats Autobahn's masker."""
-
-if TYPE_CHECKING:
-    _Base = WebSocketProtocol
-else:
-    _Base = object
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
@@ -94,11 +90,16 @@ def frameBinary(payload: bytes) -> bytes:
     return b"\x82\x7f" + n.to_bytes(8, "big")
 
 
-class FastPathMixin(_Base):
+class FastPathProtocol(WebSocketServerProtocol):
     """
-    The fast path (see the module docstring) for a subclass of Autobahn's
-    C{WebSocketServerProtocol}; put it first among the bases.
+    Autobahn's C{WebSocketServerProtocol} with the fast path (see the
+    module docstring).
     """
+
+    if TYPE_CHECKING:
+        # Autobahn's options, copied from its factory per connection.
+        maxMessagePayloadSize: int
+        maxFramePayloadSize: int
 
     _fastHeld: list[bytes] | None = None
     """Frames held until the read being processed is done, or C{None}."""
@@ -109,26 +110,24 @@ class FastPathMixin(_Base):
 
     def _fastReadable(self) -> bool:
         """Whether Autobahn is where the fast path may read a frame."""
+        autobahn: Any = self  # typed as always set, which these are not
         return (
-            self.state == _OPEN
-            and self.current_frame is None
-            and not self.inside_message
-            and self._perMessageCompress is None
-            and not self.failedByMe
-            and not self.logFrames
-            and not self.logOctets
-            and self.trackedTimings is None
-            and self.autoPingTimeoutCall is None
+            autobahn.state == _OPEN
+            and autobahn.current_frame is None
+            and not autobahn.inside_message
+            and autobahn._perMessageCompress is None
+            and not autobahn.failedByMe
+            and not autobahn.logFrames
+            and not autobahn.logOctets
+            and autobahn.trackedTimings is None
+            and autobahn.autoPingTimeoutCall is None
         )
 
     def _dataReceived(self, data: bytes) -> None:
-        if self._fastHeld is not None:
-            # Re-entered while a read is processed: the outer call flushes.
+        if self.state != _OPEN or self._fastHeld is not None:
+            # The opening handshake (its writes are not held), closing, or
+            # a read within a read (the outer one writes what is held).
             self._fastReceive(data)
-            return
-        if self.state != _OPEN:
-            # The opening handshake (its writes are not held) or closing.
-            super()._dataReceived(data)
             return
         held: list[bytes] = []
         self._fastHeld = held
@@ -209,7 +208,7 @@ class FastPathMixin(_Base):
             super().onMessageEnd()
             return
         self._fastMessage = None
-        self.message_data = None
+        self.message_data = None  # type: ignore[assignment]
         self.onMessage(payload, True)
 
     # Sending --------------------------------------------------------------
@@ -223,25 +222,26 @@ class FastPathMixin(_Base):
         doNotCompress: bool = False,
     ) -> None:
         n = len(payload)
+        autobahn: Any = self  # typed as always set, which these are not
         if (
             isBinary
             and fragmentSize is None
             and not sync
-            and self.state == _OPEN
-            and self.send_state == _SEND_GROUND
-            and self._perMessageCompress is None
-            and not self.send_queue
-            and not self.maskServerFrames
-            and not self.logFrames
-            and not self.logOctets
-            and self.trackedTimings is None
-            and not (0 < self.autoFragmentSize < n)
-            and not (0 < self.maxMessagePayloadSize < n)
+            and autobahn.state == _OPEN
+            and autobahn.send_state == _SEND_GROUND
+            and autobahn._perMessageCompress is None
+            and not autobahn.send_queue
+            and not autobahn.maskServerFrames
+            and not autobahn.logFrames
+            and not autobahn.logOctets
+            and autobahn.trackedTimings is None
+            and not (0 < autobahn.autoFragmentSize < n)
+            and not (0 < autobahn.maxMessagePayloadSize < n)
             and type(payload) is bytes
         ):
             held = self._fastHeld
             if held is None:
-                self.transport.write(frameBinary(payload) + payload)
+                autobahn.transport.write(frameBinary(payload) + payload)
             else:
                 held.append(frameBinary(payload))
                 held.append(payload)
@@ -269,6 +269,4 @@ class FastPathMixin(_Base):
 
     def _fastWrite(self, frames: list[bytes]) -> None:
         transport: Any = self.transport
-        if transport is not None:
-            transport.write(b"".join(frames))
-
+        transport.write(b"".join(frames))

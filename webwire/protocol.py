@@ -49,7 +49,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from autobahn.exception import Disconnected as _SocketClosed
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import (
@@ -69,9 +68,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from webwire import wire
-from webwire._fastpath import FastPathMixin
 from webwire._constants import HEARTBEAT as _HEARTBEAT
 from webwire._constants import TIMER_SLACK as _EPSILON
+from webwire._fastpath import FastPathProtocol
 from webwire.connection import Connection, HandshakeRequest
 from webwire.errors import (
     Disconnected,
@@ -159,7 +158,7 @@ class _WriteMonitor:
         pass
 
 
-class WebWireServerProtocol(FastPathMixin, WebSocketServerProtocol):
+class WebWireServerProtocol(FastPathProtocol):
     """
     One WebWire connection on the server (see the module docstring).
 
