@@ -10,7 +10,7 @@ object, observers, traffic statistics, the arguments of debug log calls).
 L{FastPathProtocol} reads and writes the common case itself and hands
 everything else to Autobahn, unchanged:
 
-  - B{Receiving} (C{_dataReceived}): while Autobahn is open and between
+  - B{Receiving} (C{dataReceived}): while Autobahn is open and between
     frames (no frame begun, no fragmented message, no compression, no frame
     or octet logging, no timing tracking, no auto-ping), each frame that is
     final, binary, masked, has no reserved bits, a 7- or 16-bit (minimal)
@@ -122,6 +122,11 @@ class FastPathProtocol(WebSocketServerProtocol):
             and autobahn.trackedTimings is None
             and autobahn.autoPingTimeoutCall is None
         )
+
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn logs a debug line per read, whose arguments (highlighted
+        # with click) cost more than reading a small frame.
+        self._dataReceived(data)
 
     def _dataReceived(self, data: bytes) -> None:
         if self.state != _OPEN or self._fastHeld is not None:
