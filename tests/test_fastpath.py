@@ -11,14 +11,16 @@ L{tests.test_rfc6455}.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
 import re
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import autobahn
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket import protocol as autobahnProtocol
+from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -36,7 +38,12 @@ from tests.test_rfc6455 import (
 )
 from tests.test_server import Pair, ServerHarness
 from webwire import wire
-from webwire._fastpath import FastPathProtocol, frameBinary, unmask
+from webwire._fastpath import (
+    _HANDSHAKE_LEFTOVERS,
+    FastPathProtocol,
+    frameBinary,
+    unmask,
+)
 from webwire.conformance import ConformanceApplication
 from webwire.options import ServerOptions
 
@@ -323,6 +330,64 @@ class SendTests(SynchronousTestCase):
         self.assertTrue(c.pair.serverTransport.disconnecting)
 
 
+class MemoryTests(SynchronousTestCase):
+    """What a connection keeps less of, and that it still works."""
+
+    def test_synchronousSend(self) -> None:
+        """
+        A synchronous send goes through Autobahn's send queue (a list
+        here), one frame per reactor turn, in order.
+        """
+        c = Connected(self)
+        c.writes.clear()
+        c.server.sendMessage(b"one", isBinary=True, sync=True)
+        c.server.sendMessage(b"two", isBinary=True, sync=True)
+        c.server.sendMessage(b"three", isBinary=True)
+        c.harness.clock.advance(1)
+        c.harness.clock.advance(1)
+        self.assertEqual(
+            serverFrames(b"".join(c.writes)),
+            [(BINARY, b"one"), (BINARY, b"two"), (BINARY, b"three")],
+        )
+        self.assertEqual(len(c.server.send_queue), 0)
+
+    def test_noTrafficStats(self) -> None:
+        """
+        Autobahn's traffic statistics are off: what its own paths count is
+        dropped, and every connection reads zeros.
+        """
+        c = Connected(self)
+        c.frames(frame(PING, b"x"), request(1)[0])
+        stats: Any = c.server.trafficStats
+        self.assertEqual(
+            vars(TrafficStats()), {k: getattr(stats, k) for k in vars(TrafficStats())}
+        )
+        stats.incomingOctetsWireLevel += 10
+        self.assertEqual(stats.incomingOctetsWireLevel, 0)
+
+    def test_validatorWhenValidating(self) -> None:
+        """
+        A server that validates incoming UTF-8 gets a validator of its own
+        per connection; the others share one they never use.
+        """
+        harness = ServerHarness(self, ConformanceApplication(), ServerOptions())
+        idle = harness.connect().server.utf8validator
+        self.assertIs(harness.connect().server.utf8validator, idle)
+        harness.factory.utf8validateIncoming = True
+        own = [harness.connect().server.utf8validator for _ in range(2)]
+        self.assertIsNot(own[0], idle)
+        self.assertIsNot(own[0], own[1])
+
+    def test_handshakeForgotten(self) -> None:
+        """Once open, Autobahn's copy of the opening handshake is dropped."""
+        c = Connected(self)
+        for name in _HANDSHAKE_LEFTOVERS:
+            self.assertIsNone(getattr(c.server, name), name)
+        connection = c.server.connection
+        assert connection is not None
+        self.assertEqual(connection.request.headers["upgrade"], "WebSocket")
+
+
 class UnmaskTests(SynchronousTestCase):
     """L{unmask}."""
 
@@ -364,7 +429,7 @@ class AutobahnShapeTests(SynchronousTestCase):
         self.assertEqual(server.state, WebSocketProtocol.STATE_OPEN)
         self.assertEqual(server.send_state, WebSocketProtocol.SEND_STATE_GROUND)
         self.assertEqual(server.data, b"")
-        self.assertIsInstance(server.send_queue, deque)
+        self.assertEqual(len(server.send_queue), 0)
         expected = {
             "current_frame": None,
             "inside_message": False,
@@ -383,3 +448,47 @@ class AutobahnShapeTests(SynchronousTestCase):
         # The hooks the fast path calls or overrides.
         for name in ("_dataReceived", "onMessageEnd", "sendMessage", "sendData"):
             self.assertTrue(callable(getattr(WebSocketProtocol, name)), name)
+
+    def test_replacedState(self) -> None:
+        """
+        What the server replaces of Autobahn's per-connection state is used
+        only as it expects: the send queue through C{append}, C{popleft}
+        and C{len}; the traffic statistics by adding to counters it has;
+        the UTF-8 validator only when incoming UTF-8 is validated; what is
+        kept of the opening handshake only while it is processed.
+        """
+        tree = ast.parse(inspect.getsource(autobahnProtocol))
+        uses: dict[str, set[str]] = {}
+        where: dict[str, set[str]] = {}
+        for method in ast.walk(tree):
+            if not isinstance(method, ast.FunctionDef):
+                continue
+            for node in ast.walk(method):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Attribute)
+                    and isinstance(node.value.value, ast.Name)
+                    and node.value.value.id == "self"
+                ):
+                    uses.setdefault(node.value.attr, set()).add(node.attr)
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "self"
+                ):
+                    where.setdefault(node.attr, set()).add(method.name)
+        self.assertLessEqual(uses["send_queue"], {"append", "popleft"})
+        self.assertLessEqual(uses["trafficStats"], set(vars(TrafficStats())))
+        self.assertEqual(uses["utf8validator"], {"reset", "validate"})
+        self.assertEqual(
+            where["utf8validator"], {"_connectionMade", "onFrameBegin", "onFrameData"}
+        )
+        handshake = {
+            "processHandshake",
+            "succeedHandshake",
+            "processProxyConnect",
+            "_actuallyStartHandshake",
+            "__init__",
+        }
+        for name in _HANDSHAKE_LEFTOVERS:
+            self.assertLessEqual(where.get(name, set()), handshake, name)

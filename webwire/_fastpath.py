@@ -45,7 +45,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
+from autobahn.websocket.utf8validator import Utf8Validator
 from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]
 
 __all__ = ["FastPathProtocol", "frameBinary", "unmask"]
@@ -90,6 +91,50 @@ def frameBinary(payload: bytes) -> bytes:
     return b"\x82\x7f" + n.to_bytes(8, "big")
 
 
+class _NoTrafficStats(TrafficStats):
+    """
+    Autobahn's traffic statistics, switched off: every counter reads 0 and
+    what is added to it is dropped. One serves every connection.
+    """
+
+    def __init__(self) -> None:
+        pass
+
+    def __setattr__(self, name: str, value: object) -> None:
+        pass
+
+
+for _name, _value in vars(TrafficStats()).items():
+    setattr(_NoTrafficStats, _name, _value)
+
+_NO_TRAFFIC_STATS: Final = _NoTrafficStats()
+_IDLE_VALIDATOR: Final = Utf8Validator()
+"""Shared by the connections that do not validate incoming UTF-8."""
+
+_HANDSHAKE_LEFTOVERS: Final = (
+    "http_request_data",
+    "http_response_data",
+    "http_headers",
+    "http_status_line",
+    "http_request_params",
+    "websocket_extensions",
+)
+"""What Autobahn keeps of the opening handshake and reads no more once open."""
+
+
+class _SendQueue(list[tuple[bytes, bool]]):
+    """
+    Autobahn's queue of chopped or synchronous writes, which the server
+    never makes: a list is as good as a deque for it, and a tenth the size
+    while empty.
+    """
+
+    __slots__ = ()
+
+    def popleft(self) -> tuple[bytes, bool]:
+        return self.pop(0)
+
+
 class FastPathProtocol(WebSocketServerProtocol):
     """
     Autobahn's C{WebSocketServerProtocol} with the fast path (see the
@@ -105,6 +150,21 @@ class FastPathProtocol(WebSocketServerProtocol):
     """Frames held until the read being processed is done, or C{None}."""
     _fastMessage: bytes | None = None
     """The payload being delivered through C{onMessageEnd}."""
+
+    # Memory per connection -------------------------------------------------
+
+    def _connectionMade(self) -> None:
+        super()._connectionMade()
+        autobahn: Any = self
+        autobahn.trafficStats = _NO_TRAFFIC_STATS
+        autobahn.send_queue = _SendQueue()
+        if not autobahn.utf8validateIncoming:
+            autobahn.utf8validator = _IDLE_VALIDATOR
+
+    def _onOpen(self) -> None:
+        for name in _HANDSHAKE_LEFTOVERS:
+            setattr(self, name, None)
+        super()._onOpen()
 
     # Receiving ------------------------------------------------------------
 
