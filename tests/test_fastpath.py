@@ -117,12 +117,14 @@ class ReceiveTests(SynchronousTestCase):
 
     def test_coalesced(self) -> None:
         """
-        Frames in one read, with 7- and 16-bit lengths, are answered in
+        Frames in one read, with 7- and 16-bit lengths (small and large
+        payloads: two ways to unmask), are answered in
         order in a single write.
         """
         c = Connected(self)
         frames, replies = zip(
-            *(request(n, size) for n, size in enumerate((1, 300, 50))), strict=True
+            *(request(n, size) for n, size in enumerate((1, 300, 3000, 50))),
+            strict=True,
         )
         self.assertEqual(c.read(b"".join(frames)), [list(replies)])
 

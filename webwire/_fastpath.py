@@ -55,6 +55,9 @@ _OPEN: Final = WebSocketProtocol.STATE_OPEN
 _SEND_GROUND: Final = WebSocketProtocol.SEND_STATE_GROUND
 _FIN_BINARY: Final = 0x82
 _INT_UNMASK_LIMIT: Final = 1024
+_NO_LIMIT: Final = 1 << 64
+_HEADERS: Final = tuple(bytes((_FIN_BINARY, n)) for n in range(126))
+"""The headers of binary frames with a 7-bit length, by length."""
 """Up to this payload size, unmasking with integers beats Autobahn's masker."""
 
 
@@ -85,7 +88,7 @@ def frameBinary(payload: bytes) -> bytes:
     """
     n = len(payload)
     if n < 126:
-        return bytes((_FIN_BINARY, n))
+        return _HEADERS[n]
     if n < 0x10000:
         return b"\x82\x7e" + n.to_bytes(2, "big")
     return b"\x82\x7f" + n.to_bytes(8, "big")
@@ -212,8 +215,16 @@ class FastPathProtocol(WebSocketServerProtocol):
             self.data = b""
         size = len(data)
         position = 0
-        maxMessage = self.maxMessagePayloadSize
-        maxFrame = self.maxFramePayloadSize
+        limit = min(
+            (
+                n
+                for n in (self.maxMessagePayloadSize, self.maxFramePayloadSize)
+                if n > 0
+            ),
+            default=_NO_LIMIT,
+        )
+        fromBytes = int.from_bytes
+        autobahn: Any = self
         # Whether what is left is the beginning of a frame the fast path
         # reads once it is complete.
         incomplete = True
@@ -241,20 +252,35 @@ class FastPathProtocol(WebSocketServerProtocol):
             else:
                 incomplete = False  # a 64-bit length
                 break
-            if (0 < maxMessage < length) or (0 < maxFrame < length):
+            if length > limit:
                 incomplete = False  # too large: discarded as it arrives
                 break
             end = start + length
             if end > size:
                 break
-            payload = unmask(data[start:end], data[start - 4 : start])
+            if length > _INT_UNMASK_LIMIT:
+                payload = unmask(data[start:end], data[start - 4 : start])
+            else:
+                # unmask(), inline: most frames are small.
+                key = data[start - 4 : start] * ((length + 3) >> 2)
+                payload = (
+                    fromBytes(data[start:end], "little")
+                    ^ fromBytes(key[:length], "little")
+                ).to_bytes(length, "little")
             position = end
             self._fastMessage = payload
             try:
                 self.onMessageEnd()
             finally:
                 self._fastMessage = None
-            if not self._fastReadable():
+            # What a message can change of the conditions of _fastReadable
+            # (the rest is settled by the handshake or Autobahn's options).
+            if (
+                autobahn.state != _OPEN
+                or autobahn.failedByMe
+                or autobahn.current_frame is not None
+                or autobahn.inside_message
+            ):
                 incomplete = False
                 break
         if position == size:
@@ -304,11 +330,12 @@ class FastPathProtocol(WebSocketServerProtocol):
             and not (0 < autobahn.maxMessagePayloadSize < n)
             and type(payload) is bytes
         ):
+            header = _HEADERS[n] if n < 126 else frameBinary(payload)
             held = self._fastHeld
             if held is None:
-                autobahn.transport.write(frameBinary(payload) + payload)
+                autobahn.transport.write(header + payload)
             else:
-                held.append(frameBinary(payload))
+                held.append(header)
                 held.append(payload)
             return
         self.flushWrites()
