@@ -23,7 +23,7 @@ from autobahn.websocket import protocol as autobahnProtocol
 from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.test_rfc6455 import (
     BINARY,
@@ -32,6 +32,7 @@ from tests.test_rfc6455 import (
     PING,
     PONG,
     TEXT,
+    ConformanceMixin,
     echoReply,
     echoRequest,
     frame,
@@ -279,6 +280,35 @@ class ReceiveTests(SynchronousTestCase):
             [wire.encodeReply(b"\x00" * 8, b"5000", wire.Encoding.UTF8)],
         )
         self.assertEqual(c.pair.client.closeCode, 1000)
+
+
+class OverSocketTests(ConformanceMixin, TestCase):
+    """The fast path on a real loopback connection."""
+
+    timeout = 30
+
+    async def test_pipelinedWithPing(self) -> None:
+        """
+        Requests of every length form written at once, a ping among them,
+        then a close: every reply, the pong and the Close frame come back
+        in the order of what they answer, however the server's reads cut
+        the stream.
+        """
+        client = await self.connected(ServerOptions(messageBufferSize=100_000))
+        sizes = [10, 300, 3000, 1, 70_000, 50] * 3
+        sent, expected = [], []
+        for n, size in enumerate(sizes, 1):
+            data, reply = request(n, size)
+            sent.append(data)
+            expected.append(reply)
+            if n == 7:
+                sent.append(frame(PING, b"between"))
+                expected.append((PONG, b"between"))
+        client.write(b"".join(sent) + frame(CLOSE, (1000).to_bytes(2, "big")))
+        for index, wanted in enumerate(expected, 1):
+            got = await client.frameAt(index)
+            self.assertEqual((got.opcode, got.payload), wanted, index)
+        self.assertEqual(await client.closeCode(), 1000)
 
 
 class SendTests(SynchronousTestCase):

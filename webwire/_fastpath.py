@@ -34,10 +34,15 @@ everything else to Autobahn, unchanged:
     what is held first, so the order on the wire is the order of the
     calls.
 
-Autobahn's C{trafficStats} and its C{'message'} observers (C{fire}) do not
-see the frames of the fast path. The attributes of Autobahn's protocol
-read here are pinned by the Autobahn versions C{setup.py} allows; the
-tests check their shape.
+Autobahn's C{'message'} observers (C{fire}) do not see the frames of the
+fast path, and neither does its debug line per read and per write. Per
+connection, less is kept: no traffic statistics (C{trafficStats} is one
+shared object that reads 0), a list for Autobahn's send queue (the server
+never queues writes), one shared UTF-8 validator while incoming UTF-8 is
+not validated, and nothing of Autobahn's copy of the opening handshake once
+open. The attributes of Autobahn's protocol read or replaced here are
+pinned by the Autobahn versions C{setup.py} allows; the tests check their
+shape and how Autobahn uses them.
 """
 
 from __future__ import annotations
@@ -55,10 +60,10 @@ _OPEN: Final = WebSocketProtocol.STATE_OPEN
 _SEND_GROUND: Final = WebSocketProtocol.SEND_STATE_GROUND
 _FIN_BINARY: Final = 0x82
 _INT_UNMASK_LIMIT: Final = 1024
+"""Up to this payload size, unmasking with integers beats Autobahn's masker."""
 _NO_LIMIT: Final = 1 << 64
 _HEADERS: Final = tuple(bytes((_FIN_BINARY, n)) for n in range(126))
 """The headers of binary frames with a 7-bit length, by length."""
-"""Up to this payload size, unmasking with integers beats Autobahn's masker."""
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
