@@ -38,7 +38,7 @@ setup(
     entry_points={"console_scripts": ["webwire = webwire.cli:main"]},
     install_requires=[
         "Twisted[tls]>=26.10",
-        "autobahn[twisted]>=26.10.2",
+        "autobahn[twisted]>=26.10.2,<27",
         "zope.interface>=8",
         "attrs",
         "treq>=24.9",

@@ -21,7 +21,10 @@ caller):
   - Autobahn frame parsing: the rest of Autobahn (receiving, UTF-8
     validation, the Twisted adapter);
   - Twisted I/O: C{twisted/internet} (the reactor, TCP, writes);
-  - WebWire dispatch/codec: C{webwire/}, the conformance application;
+  - WebWire fast path: C{webwire/_fastpath.py} (the frames it reads and
+    writes instead of Autobahn, coalesced writes);
+  - WebWire dispatch/codec: the rest of C{webwire/}, the conformance
+    application;
   - other: the rest (Deferreds, the standard library).
 
 Run from the repository root::
@@ -55,6 +58,7 @@ CATEGORIES = (
     "Autobahn send framing",
     "log-call arguments",
     "Twisted I/O",
+    "WebWire fast path",
     "WebWire dispatch/codec",
     "other",
 )
@@ -124,6 +128,8 @@ def _area(function: str, path: str) -> str | None:
         return "Autobahn fire/observers"
     if "twisted/internet" in path and not path.endswith("defer.py"):
         return "Twisted I/O"
+    if path.endswith("webwire/_fastpath.py"):
+        return "WebWire fast path"
     if "webwire/" in path:
         return "WebWire dispatch/codec"
     return None  # Deferreds, the standard library: counted for their caller

@@ -48,7 +48,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from autobahn.exception import Disconnected as _SocketClosed
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import (
@@ -73,6 +72,7 @@ from webwire._constants import (
 from webwire._constants import HEARTBEAT as _HEARTBEAT
 from webwire._constants import TIMER_SLACK as _EPSILON
 from webwire._dispatch import ConnectionState, Dispatcher
+from webwire._fastpath import FastPathProtocol
 from webwire._handshake import cookiesOf, originAllowed
 from webwire._hooks import callHook
 from webwire.connection import Connection, HandshakeRequest
@@ -137,7 +137,7 @@ class _WriteMonitor:
         pass
 
 
-class WebWireServerProtocol(WebSocketServerProtocol):
+class WebWireServerProtocol(FastPathProtocol):
     """
     One WebWire connection on the server (see the module docstring).
 
@@ -339,6 +339,7 @@ class WebWireServerProtocol(WebSocketServerProtocol):
         the client closes, and abort after the close timeout.
         """
         self._lingering = True
+        self.flushWrites()  # fast path: coalesced frames go before the close
         if abort:
             self._stream.abortConnection()
         elif self._closeTimer is None:
