@@ -15,6 +15,7 @@ import json
 import random
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -89,7 +90,9 @@ class StressConnection(Protocol):
         self.textMessage = False
         self.closeCode: int | None = None
         self.closeReceived = False
-        self.pings: set[bytes] = set()
+        # Payloads of the pings not answered yet, with how many of each (two
+        # pings may carry the same payload, the empty one above all).
+        self.pings: Counter[bytes] = Counter()
         self.waiter: Deferred[None] | None = None
 
     def connectionMade(self) -> None:
@@ -113,7 +116,7 @@ class StressConnection(Protocol):
         self.write(frame(opcode, data, maskKey=self.rng.randbytes(4)))
 
     def ping(self, payload: bytes, fin: bool = True) -> bytes:
-        self.pings.add(payload)
+        self.pings[payload] += 1
         return frame(PING, payload, fin=fin)
 
     @property
@@ -203,8 +206,10 @@ class StressConnection(Protocol):
             if len(payload) >= 2:
                 (self.closeCode,) = struct.unpack("!H", payload[:2])
         elif opcode == PONG:
-            if payload in self.pings:
-                self.pings.discard(payload)
+            if self.pings[payload] > 0:
+                self.pings[payload] -= 1
+                if not self.pings[payload]:
+                    del self.pings[payload]
                 self.check.tally["pongs verified"] += 1
             else:
                 self.check._mismatch(f"pong {payload!r} to no ping")
@@ -476,9 +481,8 @@ class Episode:
         self.check.name += f" ({what})"
         self.check.finish(complete=True)
         if conn.pings:
-            self.tally.fail(
-                "pongs lost", f"{self.name}: {len(conn.pings)}", len(conn.pings)
-            )
+            unanswered = conn.pings.total()
+            self.tally.fail("pongs lost", f"{self.name}: {unanswered}", unanswered)
 
     async def abort(self, midFrame: bool = False) -> None:
         """Reset the connection, maybe in the middle of a frame."""

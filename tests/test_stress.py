@@ -29,7 +29,7 @@ from benchmarks._stresscheck import (
     Tally,
     expectRequest,
 )
-from benchmarks._stressload import BINARY, StressConnection, frame
+from benchmarks._stressload import BINARY, PONG, StressConnection, frame
 from benchmarks.stress import LogScan, socketStates
 from webwire import wire
 
@@ -220,6 +220,23 @@ class StressConnectionTests(SynchronousTestCase):
         self.failureResultOf(conn.opened, BenchmarkError)  # never upgraded
         self.assertIsNone(self.successResultOf(second))
         self.assertIsNone(self.successResultOf(conn.whenEnded()))
+
+
+    def test_pingsWithTheSamePayload(self) -> None:
+        """
+        Two pings with the same payload (two empty ones, say) expect two
+        pongs: both are verified, and a third is a mismatch.
+        """
+        tally = Tally()
+        conn = StressConnection(ConnectionCheck(tally), random.Random(1), "/")
+        conn.ping(b"")
+        conn.ping(b"")
+        conn._frame(PONG, True, b"")
+        conn._frame(PONG, True, b"")
+        self.assertEqual(tally["pongs verified"], 2)
+        self.assertFalse(conn.pings)
+        conn._frame(PONG, True, b"")
+        self.assertEqual(tally["mismatched"], 1)
 
 
 class SocketStatesTests(SynchronousTestCase):
