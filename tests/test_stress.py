@@ -221,7 +221,6 @@ class StressConnectionTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(second))
         self.assertIsNone(self.successResultOf(conn.whenEnded()))
 
-
     def test_pingsWithTheSamePayload(self) -> None:
         """
         Two pings with the same payload (two empty ones, say) expect two
