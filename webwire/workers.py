@@ -454,7 +454,7 @@ class WorkerSupervisor(Service):
         self._cluster = cluster
         self._ports: list[IListeningPort] = []
         self.workers: dict[int, _Worker] = {}
-        self._failures: dict[int, int] = {}
+        self._delays: dict[int, float] = {}
         self._restarts: dict[int, Any] = {}
         self._stopping = False
 
@@ -519,9 +519,14 @@ class WorkerSupervisor(Service):
             )
             return
         lived = self._reactor.seconds() - worker.started
-        failures = 0 if lived >= STABLE else self._failures.get(number, 0) + 1
-        self._failures[number] = failures
-        delay = min(FIRST_DELAY * 2 ** max(failures - 1, 0), MAX_DELAY)
+        # The delay before the last restart: doubled while restarted
+        # workers keep dying young, FIRST_DELAY again after one lived.
+        previous = self._delays.get(number)
+        if previous is None or lived >= STABLE:
+            delay = FIRST_DELAY
+        else:
+            delay = min(previous * 2, MAX_DELAY)
+        self._delays[number] = delay
         self.log.warn(
             "worker {number} (pid {pid}) {status}; restarting it in {delay:g} s",
             number=number,
