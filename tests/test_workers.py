@@ -39,6 +39,8 @@ from webwire.tap import Options, makeService
 from webwire.workers import WorkerSupervisor, parseListen, parseWorkers
 
 _STARTED = re.compile(rb"worker (\d+) started \(pid (\d+)\)")
+# A worker's site, plain or behind TLS.
+_SITE_STARTING = r"Site(?: \(TLS\))? starting on (\d+)"
 
 
 class WorkersOptionTests(SynchronousTestCase):
@@ -167,18 +169,25 @@ class Server:
 
     async def serving(self, number: int, n: int = 1) -> None:
         """Wait until worker C{number} listens for the C{n}th time."""
-        line = rf"\[worker {number},-\] Site starting on".encode()
+        line = rf"\[worker {number},-\] {_SITE_STARTING}".encode()
         await self.process.match(re.compile(line), n)
 
 
-async def startWorkers(testCase: TestCase, *listen: str, workers: int = 2) -> Server:
+async def startWorkers(
+    testCase: TestCase,
+    *listen: str,
+    workers: int = 2,
+    twistdOptions: tuple[str, ...] = (),
+) -> Server:
     """
-    Start C{twistd -n webwire --workers N} (sessions in a directory of the
-    test's; C{listen} or a TCP port of its choice); return once every worker
-    listens. It is stopped with SIGTERM in the test's cleanup.
+    Start C{twistd -n [twistdOptions] webwire --workers N} (sessions in a
+    directory of the test's; C{listen} or a TCP port of its choice); return
+    once every worker listens. It is stopped with SIGTERM in the test's
+    cleanup.
     """
     sessions = testCase.mktemp()
-    argv = [*TWISTD, "webwire", "--workers", str(workers), "--session-directory"]
+    argv = [*TWISTD, *twistdOptions, "webwire", "--workers", str(workers)]
+    argv += ["--session-directory"]
     argv += [sessions, *(listen or LISTEN)]
     process = ServerProcess()
     process.listening.addErrback(lambda _: 0)  # UNIX sockets have no number
