@@ -1,7 +1,7 @@
 """
 C{twistd webwire --workers N} with twistd's own options and the other kinds
 of endpoint: C{ssl:}, daemonizing with C{--pidfile} and C{--logfile},
-C{-n --logfile}, SIGINT; real processes over real sockets.
+C{-n --logfile}, SIGINT, C{-r}; real processes over real sockets.
 """
 
 from __future__ import annotations
@@ -92,6 +92,17 @@ def assertStoppedBy(ended: BaseException | None, signalNumber: int) -> None:
     """
     assert isinstance(ended, ProcessTerminated), ended
     assert ended.signal == signalNumber, ended
+
+
+def holdsEpoll(pid: int) -> bool:
+    """Whether process C{pid} has an epoll descriptor open (Linux)."""
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass  # closed meanwhile
+    return "anon_inode:[eventpoll]" in links
 
 
 def parentOf(pid: int) -> int:
@@ -265,3 +276,23 @@ class WorkersTwistdOptionsTests(TestCase):
         self.assertIn("every worker stopped", output)
         for number, pid in pids.items():
             self.assertIn(f"worker {number} (pid {pid}) exited with status 0", output)
+
+    async def test_reactor(self) -> None:
+        """
+        The workers run the reactor C{twistd -r} chose for the parent.
+        """
+        server = await startWorkers(self, twistdOptions=("-r", "poll"))
+        line = rb"\[worker (\d),[^\]]*\] reactor class: ([\w.]+)"
+        found = {
+            int(m.group(1)): m.group(2).decode()
+            for m in server.process.matches(re.compile(line))
+        }
+        poll = "twisted.internet.pollreactor.PollReactor"
+        self.assertEqual(found, {1: poll, 2: poll})
+        # What the log says, the kernel confirms: an epoll reactor (this
+        # process's) holds an epoll descriptor, the workers hold none.
+        self.assertTrue(holdsEpoll(os.getpid()))
+        for number, pid in server.pids().items():
+            self.assertFalse(holdsEpoll(pid))
+            client = await connectTo(self, server.port, pid)
+            self.assertEqual(await askWorker(client, 2), (number, pid))
