@@ -40,7 +40,7 @@ from webwire.workers import WorkerSupervisor, parseListen, parseWorkers
 
 _STARTED = re.compile(rb"worker (\d+) started \(pid (\d+)\)")
 # A worker's site, plain or behind TLS.
-_SITE_STARTING = r"Site(?: \(TLS\))? starting on (\d+)"
+_SITE_STARTING = r"Site(?: \(TLS\))? starting on "
 
 
 class WorkersOptionTests(SynchronousTestCase):

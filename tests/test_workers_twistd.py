@@ -75,7 +75,7 @@ def workersServing(path: str, workers: int = 2) -> tuple[int, dict[int, int]] | 
     pids = {int(m.group(1)): int(m.group(2)) for m in _STARTED.finditer(text)}
     ports = set()
     for number in range(1, workers + 1):
-        line = rf"\[worker {number},-\] {_SITE_STARTING}".encode()
+        line = rf"\[worker {number},-\] {_SITE_STARTING}(\d+)".encode()
         match = re.search(line, text)
         if match is None:
             return None
@@ -129,7 +129,7 @@ class WorkersTLSTests(TestCase):
             self, "--listen", sslDescription(files.server), "--path", "/"
         )
         first = server.process.matches(
-            re.compile(rf"\[worker 1,-\] {_SITE_STARTING}".encode())
+            re.compile(rf"\[worker 1,-\] {_SITE_STARTING}(\d+)".encode())
         )
         port = int(first[0].group(1))
         self.assertIn(f"Site (TLS) starting on {port}", server.process.output.decode())
