@@ -9,13 +9,15 @@ import os
 import re
 import signal
 import sys
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint
-from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReadDescriptor
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
@@ -37,6 +39,8 @@ from webwire.tap import Options, makeService
 from webwire.workers import WorkerSupervisor, parseListen, parseWorkers
 
 _STARTED = re.compile(rb"worker (\d+) started \(pid (\d+)\)")
+# A worker's site, plain or behind TLS.
+_SITE_STARTING = r"Site(?: \(TLS\))? starting on "
 
 
 class WorkersOptionTests(SynchronousTestCase):
@@ -165,18 +169,25 @@ class Server:
 
     async def serving(self, number: int, n: int = 1) -> None:
         """Wait until worker C{number} listens for the C{n}th time."""
-        line = rf"\[worker {number},-\] Site starting on".encode()
+        line = rf"\[worker {number},-\] {_SITE_STARTING}".encode()
         await self.process.match(re.compile(line), n)
 
 
-async def startWorkers(testCase: TestCase, *listen: str, workers: int = 2) -> Server:
+async def startWorkers(
+    testCase: TestCase,
+    *listen: str,
+    workers: int = 2,
+    twistdOptions: tuple[str, ...] = (),
+) -> Server:
     """
-    Start C{twistd -n webwire --workers N} (sessions in a directory of the
-    test's; C{listen} or a TCP port of its choice); return once every worker
-    listens. It is stopped with SIGTERM in the test's cleanup.
+    Start C{twistd -n [twistdOptions] webwire --workers N} (sessions in a
+    directory of the test's; C{listen} or a TCP port of its choice); return
+    once every worker listens. It is stopped with SIGTERM in the test's
+    cleanup.
     """
     sessions = testCase.mktemp()
-    argv = [*TWISTD, "webwire", "--workers", str(workers), "--session-directory"]
+    argv = [*TWISTD, *twistdOptions, "webwire", "--workers", str(workers)]
+    argv += ["--session-directory"]
     argv += [sessions, *(listen or LISTEN)]
     process = ServerProcess()
     process.listening.addErrback(lambda _: 0)  # UNIX sockets have no number
@@ -387,3 +398,129 @@ class WorkersUsageTests(TestCase):
             [line] = [line for line in output.splitlines() if "--workers takes" in line]
             self.assertIn("--workers takes a whole number, 1 or more", line)
             self.assertIn(repr(bad), line)
+
+
+class _SpawnedProcess:
+    """What L{_SpawningReactor} gives a protocol: a pid and the signals sent."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.signals: list[str] = []
+
+    def signalProcess(self, name: str) -> None:
+        self.signals.append(name)
+
+
+class _SpawningReactor(MemoryReactorClock):
+    """
+    A L{MemoryReactorClock} that records the processes it is asked to
+    spawn (protocol, argv, env) and connects each protocol to a
+    L{_SpawnedProcess}, without starting any.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[tuple[Any, list[str], dict[str, str]]] = []
+
+    def spawnProcess(
+        self,
+        processProtocol: Any,
+        executable: Any,
+        args: Any = (),
+        env: Any = None,
+        path: Any = None,
+        uid: Any = None,
+        gid: Any = None,
+        usePTY: Any = False,
+        childFDs: Any = None,
+    ) -> _SpawnedProcess:
+        transport = _SpawnedProcess(1000 + len(self.spawned))
+        self.spawned.append((processProtocol, list(args), dict(env or {})))
+        processProtocol.makeConnection(transport)
+        return transport
+
+
+class RestartBackoffTests(SynchronousTestCase):
+    """
+    L{WorkerSupervisor} restarts a worker that exits after a delay that
+    doubles while restarted workers die young, on its reactor's clock.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = _SpawningReactor()
+        self.supervisor = WorkerSupervisor(
+            [], [], 2, 1.0, cluster=True, reactor=cast(Any, self.reactor)
+        )
+        self.events: list[dict[str, Any]] = []
+        self.supervisor.log = Logger(observer=cast(ILogObserver, self.events.append))
+        self.supervisor.startService()
+
+    def die(self, number: int, after: float) -> float:
+        """
+        Let worker C{number} live C{after} seconds and exit with status 1;
+        return the delay until the parent started it again.
+        """
+        self.reactor.advance(after)
+        worker = self.supervisor.workers[number]
+        spawned = len(self.reactor.spawned)
+        worker.processEnded(Failure(ProcessTerminated(exitCode=1)))
+        delay: float = self.events[-1]["delay"]
+        self.reactor.advance(delay * 0.99)
+        self.assertEqual(len(self.reactor.spawned), spawned)
+        self.reactor.advance(delay * 0.02)
+        self.assertEqual(len(self.reactor.spawned), spawned + 1)
+        self.assertIsNot(self.supervisor.workers[number], worker)
+        return delay
+
+    def test_doubling(self) -> None:
+        """
+        0.1 s first, doubling while workers die within 10 s, at most 30 s;
+        the other worker's delay is its own.
+        """
+        self.assertEqual(len(self.reactor.spawned), 2)
+        delays = [self.die(1, 9.9) for _ in range(12)]
+        self.assertEqual(
+            delays,
+            [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0],
+        )
+        self.assertEqual(self.die(2, 1), 0.1)
+        warning = self.events[-2]
+        self.assertEqual(warning["log_level"], LogLevel.warn)
+        self.assertEqual(
+            formatEvent(warning),
+            "worker 2 (pid 1001) exited with status 1; restarting it in 0.1 s",
+        )
+
+    def test_reset(self) -> None:
+        """
+        A worker that lived 10 s resets the delay: 0.1 s, and doubling
+        again from there.
+        """
+        delays = [self.die(1, 0) for _ in range(4)]
+        self.assertEqual(delays, [0.1, 0.2, 0.4, 0.8])
+        self.assertEqual(self.die(1, 10), 0.1)
+        self.assertEqual(self.die(1, 0), 0.2)
+
+    def test_longCrashLoop(self) -> None:
+        """
+        A worker dying young for hours (here 1,100 times) is still
+        restarted every 30 s.
+        """
+        for _ in range(1100):
+            delay = self.die(1, 0)
+        self.assertEqual(delay, 30.0)
+
+    def test_stopping(self) -> None:
+        """
+        Stopping cancels a pending restart, sends SIGTERM to the running
+        workers, and a worker exiting then is not restarted.
+        """
+        self.supervisor.workers[1].processEnded(Failure(ProcessTerminated(exitCode=1)))
+        running = self.supervisor.workers[2]
+        stopped = self.supervisor.stopService()
+        self.assertEqual(running.transport.signals, ["TERM"])  # type: ignore[union-attr]
+        running.processEnded(Failure(ProcessDone(0)))
+        self.successResultOf(stopped)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.assertEqual(self.supervisor.workers, {})

@@ -43,7 +43,8 @@ standard output or error are logged the same way.
 
 A worker knows its number from the environment variable C{WEBWIRE_WORKER}
 (1 to N); the conformance application's C{worker} request answers it with
-the process id.
+the process id. A worker runs the parent's kind of reactor (C{twistd -r}),
+named in L{REACTOR_ENVIRONMENT}.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from twisted.application.reactors import getReactorTypes, installReactor
 from twisted.application.service import Service
 from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
@@ -86,11 +88,13 @@ from twisted.logger import (
 )
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from twisted.python.reflect import qual
 from zope.interface import implementer
 
 from webwire._reactor import IWebWireReactor, defaultReactor
 
 __all__ = [
+    "REACTOR_ENVIRONMENT",
     "WORKER_ENVIRONMENT",
     "InheritedEndpoint",
     "Listen",
@@ -103,6 +107,12 @@ __all__ = [
 
 WORKER_ENVIRONMENT = "WEBWIRE_WORKER"
 """The environment variable that holds a worker's number (1 to N)."""
+
+REACTOR_ENVIRONMENT = "WEBWIRE_REACTOR"
+"""
+The environment variable that holds the name (as C{twistd -r} takes it) of
+the reactor a worker installs: the parent's.
+"""
 
 FIRST_DELAY = 0.1
 """Seconds before the first restart of a worker that died."""
@@ -454,7 +464,7 @@ class WorkerSupervisor(Service):
         self._cluster = cluster
         self._ports: list[IListeningPort] = []
         self.workers: dict[int, _Worker] = {}
-        self._failures: dict[int, int] = {}
+        self._delays: dict[int, float] = {}
         self._restarts: dict[int, Any] = {}
         self._stopping = False
 
@@ -482,6 +492,10 @@ class WorkerSupervisor(Service):
         path = [os.path.abspath(entry) for entry in sys.path]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
         env[WORKER_ENVIRONMENT] = str(number)
+        env.pop(REACTOR_ENVIRONMENT, None)
+        reactorName = _reactorName(self._reactor)
+        if reactorName is not None:
+            env[REACTOR_ENVIRONMENT] = reactorName
         boot = "from webwire.workers import runWorker; runWorker()"
         argv = [sys.executable, "-c", boot, *self._argv]
         worker.started = self._reactor.seconds()
@@ -519,9 +533,14 @@ class WorkerSupervisor(Service):
             )
             return
         lived = self._reactor.seconds() - worker.started
-        failures = 0 if lived >= STABLE else self._failures.get(number, 0) + 1
-        self._failures[number] = failures
-        delay = min(FIRST_DELAY * 2 ** max(failures - 1, 0), MAX_DELAY)
+        # The delay before the last restart: doubled while restarted
+        # workers keep dying young, FIRST_DELAY again after one lived.
+        previous = self._delays.get(number)
+        if previous is None or lived >= STABLE:
+            delay = FIRST_DELAY
+        else:
+            delay = min(previous * 2, MAX_DELAY)
+        self._delays[number] = delay
         self.log.warn(
             "worker {number} (pid {pid}) {status}; restarting it in {delay:g} s",
             number=number,
@@ -571,6 +590,18 @@ class WorkerSupervisor(Service):
                     pid=worker.pid,
                 )
                 _signal(worker, "KILL")
+
+
+def _reactorName(reactor: object) -> str | None:
+    """
+    The name C{twistd -r} gives C{reactor}'s kind, or C{None} for one it
+    does not know (a test's reactor, a reactor of an embedder's own).
+    """
+    module = type(reactor).__module__
+    for reactorType in getReactorTypes():
+        if getattr(reactorType, "moduleName", None) == module:
+            return str(reactorType.shortName)
+    return None
 
 
 def _signal(worker: _Worker, name: str) -> None:
@@ -637,7 +668,8 @@ def runWorker(argv: list[str] | None = None) -> None:
     """
     Run one worker: the process a L{WorkerSupervisor} starts, with the
     C{twistd webwire} options C{argv} (by default C{sys.argv[1:]}), its
-    number in C{WEBWIRE_WORKER}, the listening sockets from descriptor
+    number in C{WEBWIRE_WORKER}, the parent's kind of reactor (C{twistd -r})
+    in L{REACTOR_ENVIRONMENT}, the listening sockets from descriptor
     L{FIRST_SOCKET_FD} on, in the order of C{--listen}, log events to
     descriptor L{LOG_FD}. It stops gracefully on SIGTERM or once its
     standard input ends.
@@ -645,11 +677,15 @@ def runWorker(argv: list[str] | None = None) -> None:
     os.setpgrp()  # a terminal's Ctrl-C is for the parent, which passes it on
     if argv is None:
         argv = sys.argv[1:]
+    reactorName = os.environ.get(REACTOR_ENVIRONMENT)
+    if reactorName:
+        installReactor(reactorName)
     reactor = defaultReactor()
 
     logFile = os.fdopen(LOG_FD, "w", buffering=1, encoding="utf-8")
     globalLogBeginner.beginLoggingTo([_JSONLines(logFile.write)])
     log = Logger(namespace="webwire.workers")
+    log.info("reactor class: {reactorClass}", reactorClass=qual(type(reactor)))
 
     from webwire.tap import Options, makeService
 
