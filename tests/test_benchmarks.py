@@ -40,7 +40,9 @@ class RoundtripBenchmarkTests(TestCase):
         self.assertEqual(result["server"], server)
         self.assertGreater(result["throughput"], 0)  # replies came, all checked
         self.assertLessEqual(result["p50"], result["p99"])
-        self.assertGreater(result["serverCpuPerRequest"], 0)
+        # CPU time is read in clock ticks (10 ms): a quick window on a
+        # loaded machine may see none of the server's, and reports 0.
+        self.assertGreaterEqual(result["serverCpuPerRequest"], 0)
         self.assertTrue(result["generatorCpu"])
 
     async def test_quick(self) -> None:
@@ -68,11 +70,14 @@ class RoundtripBenchmarkTests(TestCase):
             self.assertIn(load, text)
             for server in SERVERS:
                 self.checkResult(entry[server], server)
-            self.assertAlmostEqual(
-                entry["ratio"]["serverCpuPerRequest"],
-                entry["webwire"]["serverCpuPerRequest"]
-                / entry["echo"]["serverCpuPerRequest"],
-            )
+            ours = entry["webwire"]["serverCpuPerRequest"]
+            theirs = entry["echo"]["serverCpuPerRequest"]
+            if theirs:
+                self.assertAlmostEqual(
+                    entry["ratio"]["serverCpuPerRequest"], ours / theirs
+                )
+            else:  # no ratio to a figure of 0
+                self.assertIsNone(entry["ratio"]["serverCpuPerRequest"])
         same = summary["sameLoad"]
         for server in SERVERS:
             self.checkResult(same[server], server)
