@@ -39,6 +39,8 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 from twisted.internet import reactor
@@ -277,6 +279,22 @@ class CoverageTests(SynchronousTestCase):
         )
 
 
+def _pythonVersion(executable: str | None) -> str | None:
+    """C{"3.11"} for the Python at C{executable}, C{None} if there is none."""
+    if executable is None:
+        return None
+    try:
+        out = subprocess.run(
+            [executable, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.strip()
+
+
 def _portFree(port: int) -> bool:
     with socket.socket() as s:
         # As servers listen: connections of a server that just stopped,
@@ -299,6 +317,16 @@ class ReadmeCommandTests(TestCase):
     def setUp(self) -> None:
         if os.environ.get(_INSIDE):
             raise SkipTest("run by a README command: it would run itself")
+        readmePython = _pythonVersion(shutil.which("python3"))
+        running = "{}.{}".format(*sys.version_info[:2])
+        if readmePython != running:
+            # The README's commands make their venv with the python3 on
+            # PATH: run under another interpreter, this test would only
+            # repeat that one's run (CI runs it once, under python3).
+            raise SkipTest(
+                f"the README's commands run python3 ({readmePython}), not "
+                f"this Python {running}"
+            )
         self.directory = os.path.abspath(self.mktemp())
         shutil.copytree(ROOT.path, self.directory, ignore=_IGNORED)
         venvBin = os.path.join(self.directory, ".venv", "bin")
