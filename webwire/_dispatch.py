@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from functools import partial
 from typing import Any, Final, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -47,7 +46,7 @@ from webwire.errors import (
 )
 from webwire.interfaces import IConnection, IWebWireServer
 from webwire.logonce import RepeatedEvents
-from webwire.metrics import IServerObserver
+from webwire.metrics import IServerObserver, NullObserver
 from webwire.sessions.registry import SessionChannel, SessionRegistry
 from webwire.sessions.session import Session
 
@@ -129,6 +128,7 @@ class Dispatcher:
         "_limit",
         "_link",
         "_observer",
+        "_observing",
         "_pending",
         "_pumping",
         "_queue",
@@ -169,6 +169,8 @@ class Dispatcher:
         self._sendReply = link.sendReply
         self._application = application
         self._observer = observer
+        # The default observer does nothing: its hot calls are skipped.
+        self._observing = type(observer) is not NullObserver
         self._sessions = sessions
         self._events = events
         self._handlerFinished = handlerFinished
@@ -415,13 +417,51 @@ class Dispatcher:
             self._sendReply(_specialReply(message, wire.MessageType.REPLY_SHUTDOWN))
 
     def _runRequest(self, request: wire.Request) -> None:
-        started = self._observer.now()  # metrics: the request's duration
-        self._runHandler(
-            self._application.onRequest,
-            request,
-            partial(self._replyWithResult, started=started),
-            partial(self._replyWithFailure, started=started),
-        )
+        """
+        Run the application's request handler. The common case, a plain
+        result returned at once, is encoded and sent here; anything else
+        (a Deferred, a coroutine, a result of another type, one that cannot
+        be encoded) takes the general path of L{_handleOutcome} and
+        L{_replyWithResult}, whose checks and logs it gets.
+        """
+        # metrics: the request's duration
+        started = self._observer.now() if self._observing else None
+        self._busy += 1
+        try:
+            result = self._application.onRequest(
+                self._connection,  # type: ignore[arg-type]
+                request,
+            )
+        except BaseException:
+            self._replyWithFailure(Failure(), request, started)
+            self._handlerDone()
+            return
+        kind = type(result)
+        if kind is _Payload:
+            assert isinstance(result, _Payload)
+            data = result.data
+            encoding = result.encoding
+        elif kind is bytes:
+            assert isinstance(result, bytes)
+            data = result
+            encoding = _BINARY
+        else:
+            self._handleOutcome(
+                result, request, self._replyWithResult, self._replyWithFailure, started
+            )
+            return
+        try:
+            reply = _encodeReply(
+                request.identifier, data, encoding, self._link.messageBufferSize
+            )
+        except Exception:
+            # The general path says why, and answers with an internal error.
+            self._replyWithResult(result, request, started)
+        else:
+            if self._observing:
+                self._observer.requestDone(request.name, reply, started)  # metrics
+            self._sendReply(reply)
+        self._handlerDone()
 
     def _runSignal(self, signal: wire.Signal) -> None:
         self._observer.signalIn()  # metrics
@@ -453,16 +493,33 @@ class Dispatcher:
             onFailure(Failure(), message)
             self._handlerDone()
             return
+        self._handleOutcome(result, message, onResult, onFailure)
+
+    def _handleOutcome(
+        self,
+        result: object,
+        message: Any,
+        onResult: Callable[..., None],
+        onFailure: Callable[..., None],
+        *extra: object,
+    ) -> None:
+        """
+        Hand a handler's C{result} on to C{onResult} (or its failure to
+        C{onFailure}), with C{message} and C{extra} as further arguments,
+        once it is there: at once for a plain value, later for a Deferred
+        or a coroutine.
+        """
         if isinstance(result, Coroutine):
             result = Deferred.fromCoroutine(result)
         if not isinstance(result, Deferred):
-            # The common case: done at once, no Deferred needed.
-            onResult(result, message)
+            # Done at once, no Deferred needed.
+            onResult(result, message, *extra)
             self._handlerDone()
             return
         self._pending.add(result)
+        arguments = (message, *extra)
         result.addCallbacks(
-            onResult, onFailure, callbackArgs=(message,), errbackArgs=(message,)
+            onResult, onFailure, callbackArgs=arguments, errbackArgs=arguments
         )
         result.addBoth(self._deferredDone, result)
 
@@ -546,7 +603,7 @@ class Dispatcher:
     # Replies --------------------------------------------------------------
 
     def _replyWithResult(
-        self, result: object, request: wire.Request, started: float
+        self, result: object, request: wire.Request, started: float | None
     ) -> None:
         def build() -> bytes:
             payload = wire.Payload.coerce(result)  # type: ignore[arg-type]
@@ -562,7 +619,7 @@ class Dispatcher:
         self._sendReply(reply)
 
     def _replyWithFailure(
-        self, failure: Failure, request: wire.Request, started: float
+        self, failure: Failure, request: wire.Request, started: float | None
     ) -> None:
         error = failure.value
         if isinstance(error, RequestError):
@@ -709,6 +766,11 @@ class Dispatcher:
             # Everything read before the violation is answered.
             self.closeGracefully(self._violationCode, self._violationReason)
         self._link.updateReading()
+
+
+_Payload: Final = wire.Payload
+_BINARY: Final = wire.Encoding.BINARY
+_encodeReply: Final = wire.encodeReply
 
 
 def _ignoreResult(result: object, message: object) -> None:
