@@ -113,6 +113,9 @@ class Dispatcher:
     :ivar connectHookPending: C{True} while the application's
         C{onClientConnected} runs; nothing starts meanwhile.
     :ivar disconnected: C{True} once the connection is closed.
+    :ivar observing: Whether the observer is told of every message: not
+        the default L{NullObserver}, which does nothing, so its hot calls
+        are skipped.
     """
 
     __slots__ = (
@@ -128,7 +131,6 @@ class Dispatcher:
         "_limit",
         "_link",
         "_observer",
-        "_observing",
         "_pending",
         "_pumping",
         "_queue",
@@ -140,6 +142,7 @@ class Dispatcher:
         "connectHookPending",
         "disconnected",
         "inputEnded",
+        "observing",
         "state",
     )
 
@@ -170,7 +173,7 @@ class Dispatcher:
         self._application = application
         self._observer = observer
         # The default observer does nothing: its hot calls are skipped.
-        self._observing = type(observer) is not NullObserver
+        self.observing = type(observer) is not NullObserver
         self._sessions = sessions
         self._events = events
         self._handlerFinished = handlerFinished
@@ -425,7 +428,7 @@ class Dispatcher:
         L{_replyWithResult}, whose checks and logs it gets.
         """
         # metrics: the request's duration
-        started = self._observer.now() if self._observing else None
+        started = self._observer.now() if self.observing else None
         self._busy += 1
         try:
             result = self._application.onRequest(
@@ -458,7 +461,7 @@ class Dispatcher:
             # The general path says why, and answers with an internal error.
             self._replyWithResult(result, request, started)
         else:
-            if self._observing:
+            if self.observing:
                 self._observer.requestDone(request.name, reply, started)  # metrics
             self._sendReply(reply)
         self._handlerDone()
