@@ -367,14 +367,21 @@ class Dispatcher:
 
     def received(self, message: wire.Message) -> None:
         """A message was read (and parsed) while the connection is open."""
+        # atLimit(), inline: called for every message.
+        limit = self._limit
         if self._shuttingDown:
             self._dispatch(message)
-        elif self._queue or self.connectHookPending or self.atLimit():
+        elif (
+            self._queue
+            or self.connectHookPending
+            or self._inline
+            or (limit is not None and self._busy >= limit)
+        ):
             self._queue.append(message)
             self._link.updateReading()
         else:
             self._dispatch(message)
-            if self.atLimit():
+            if self._inline or (limit is not None and self._busy >= limit):
                 self._link.updateReading()
 
     def _dispatch(self, message: wire.Message) -> None:

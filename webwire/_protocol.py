@@ -361,7 +361,9 @@ class WebWireServerProtocol(FastPathProtocol):
         super().onMessageFrameData(payload)
 
     def onMessageEnd(self) -> None:
-        if self._discarding or self.dispatcher.ignoringInput():
+        dispatcher = self.dispatcher
+        # dispatcher.ignoringInput(), inline: called for every message.
+        if self._discarding or dispatcher.inputEnded or dispatcher.state is not _OPEN:
             self._discarding = False
             self.message_data = []
             return
