@@ -447,20 +447,28 @@ class Dispatcher:
             self._handlerDone()
             return
         kind = type(result)
-        if kind is _Payload:
-            assert isinstance(result, _Payload)
-            data = result.data
-            encoding = result.encoding
-        elif kind is bytes:
-            assert isinstance(result, bytes)
-            data = result
-            encoding = _BINARY
-        else:
+        if not (kind is _Payload or kind is bytes or kind is str or result is None):
             self._handleOutcome(
                 result, request, self._replyWithResult, self._replyWithFailure, started
             )
             return
         try:
+            # What Payload.coerce does, for these types.
+            if kind is _Payload:
+                assert isinstance(result, _Payload)
+                data = result.data
+                encoding = result.encoding
+            elif kind is bytes:
+                assert isinstance(result, bytes)
+                data = result
+                encoding = _BINARY
+            elif kind is str:
+                assert isinstance(result, str)
+                data = result.encode("utf-8")
+                encoding = _UTF8
+            else:
+                data = b""
+                encoding = _BINARY
             reply = _encodeReply(
                 request.identifier, data, encoding, self._link.messageBufferSize
             )
@@ -780,6 +788,7 @@ class Dispatcher:
 
 _Payload: Final = wire.Payload
 _BINARY: Final = wire.Encoding.BINARY
+_UTF8: Final = wire.Encoding.UTF8
 _encodeReply: Final = wire.encodeReply
 
 
