@@ -9,6 +9,7 @@ messages); they are copied here byte for byte.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from typing import assert_never
@@ -1043,6 +1044,25 @@ class RoundTripTests(SynchronousTestCase):
         assume(name or data)
         message = wire.Request(identifier, name, data, encoding)
         self.assertEqual(message, wire.parse(message.encode()))
+
+    def test_parsedRequestIsAnyRequest(self) -> None:
+        """
+        A parsed request (built without the dataclass's C{__init__}) is
+        what the constructor builds: equal, same hash and repr, frozen.
+        """
+        for built in [
+            wire.Request(ident(1), "echo", b"xy", wire.Encoding.BINARY),
+            wire.Request(ident(2), "abc", h("7800"), wire.Encoding.UTF16),
+        ]:
+            parsed = wire.parse(built.encode())
+            assert isinstance(parsed, wire.Request)
+            self.assertIs(type(parsed), wire.Request)
+            self.assertEqual(parsed, built)
+            self.assertEqual(hash(parsed), hash(built))
+            self.assertEqual(repr(parsed), repr(built))
+            with self.assertRaises(dataclasses.FrozenInstanceError):
+                parsed.name = "other"  # type: ignore[misc]
+            self.assertEqual(dataclasses.replace(parsed, name="x").name, "x")
 
     @given(names, payloads())
     def test_signal(self, name: str, payload: tuple[bytes, wire.Encoding]) -> None:
