@@ -1197,6 +1197,23 @@ class PayloadTests(SynchronousTestCase):
     L{wire.Payload} turns application values into payload bytes and back.
     """
 
+    def test_frozenValue(self) -> None:
+        """
+        A Payload is a frozen value: defaults, keywords, equality, hash and
+        repr by its fields; no field can be set.
+        """
+        self.assertEqual(wire.Payload(), wire.Payload(b"", wire.Encoding.BINARY))
+        payload = wire.Payload(encoding=wire.Encoding.UTF8, data=b"x")
+        self.assertEqual(payload, wire.Payload(b"x", wire.Encoding.UTF8))
+        self.assertNotEqual(payload, wire.Payload(b"x", wire.Encoding.BINARY))
+        self.assertEqual(hash(payload), hash(wire.Payload(b"x", wire.Encoding.UTF8)))
+        self.assertEqual(
+            repr(payload), "Payload(data=b'x', encoding=<Encoding.UTF8: 'utf8'>)"
+        )
+        with self.assertRaises(dataclasses.FrozenInstanceError):
+            payload.data = b"y"  # type: ignore[misc]
+        self.assertEqual(dataclasses.replace(payload, data=b"y").data, b"y")
+
     def test_coerceNone(self) -> None:
         """
         C{None} is an empty binary payload.
