@@ -24,6 +24,7 @@ from tests.helpers import (
     LoopbackServer,
     captureLogs,
     connectRaw,
+    echoRequest,
     h,
     ident,
     portNumber,
@@ -45,6 +46,7 @@ from webwire.metrics import (
 from webwire.options import ServerOptions
 from webwire.router import Router
 from webwire.server import WebWireServerFactory
+from webwire.testing import MemoryServer
 
 ROOT = FilePath(__file__).parent().parent()
 DASHBOARD = ROOT.child("examples").child("grafana-dashboard.json")
@@ -97,6 +99,51 @@ class ObserverTests(SynchronousTestCase):
         verifyObject(IServerObserver, ServerMetrics(None))
         factory = WebWireServerFactory(ConformanceApplication())
         self.assertIsInstance(factory.observer, NullObserver)
+
+    def test_nullObserverSubclassIsCalled(self) -> None:
+        """
+        The do-nothing L{NullObserver} itself is not called per message, but
+        a subclass of it is, like any observer: every message in and out,
+        and every request's name, reply and start time.
+        """
+
+        class Recording(NullObserver):
+            def __init__(self) -> None:
+                self.calls: list[tuple[Any, ...]] = []
+
+            def now(self) -> float:
+                return 12.5
+
+            def messageIn(self, size: int) -> None:
+                self.calls.append(("in", size))
+
+            def messageOut(self, data: bytes) -> None:
+                self.calls.append(("out", data[:1]))
+
+            def requestDone(
+                self,
+                name: str,
+                reply: bytes,
+                started: float | None,
+                cancelled: bool = False,
+            ) -> None:
+                self.calls.append(("done", name, reply, started, cancelled))
+
+        observer = Recording()
+        pair = MemoryServer(ConformanceApplication(), observer=observer).connect()
+        del observer.calls[:]  # the AcceptConf
+        request = echoRequest(1, b"hi")
+        pair.send(request)
+        reply = h("BF") + ident(1) + b"hi"
+        self.assertEqual(pair.replies, [reply])
+        self.assertEqual(
+            observer.calls,
+            [
+                ("in", len(request)),
+                ("done", "echo", reply, 12.5, False),
+                ("out", h("BF")),
+            ],
+        )
 
     def test_registryOnce(self) -> None:
         """

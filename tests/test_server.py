@@ -1112,6 +1112,37 @@ class RequestTests(ServerTestCase):
             ],
         )
 
+    def test_unsendablePlainResults(self) -> None:
+        """
+        A plain result returned at once that cannot be encoded (text with a
+        lone surrogate, bytes beyond the message buffer size, an odd UTF-16
+        payload) becomes an internal-error reply, and is logged as
+        unsendable; the connection goes on answering.
+        """
+        observer = captureLogs(self)
+        results: dict[bytes, Any] = {
+            ident(1): "\ud800",
+            ident(2): b"x" * 8192,
+            ident(3): wire.Payload(b"abc", wire.Encoding.UTF16),
+            ident(4): "fine",
+        }
+        self.app.handler = lambda connection, request: results[request.identifier]
+        pair = self.harness().connect()
+        pair.send(*(request(n) for n in range(1, 5)))
+        self.assertEqual(
+            pair.replies,
+            [
+                h("02") + ident(1),
+                h("02") + ident(2),
+                h("02") + ident(3),
+                h("C0") + ident(4) + b"fine",
+            ],
+        )
+        errors = webwireEvents(observer, LogLevel.error)
+        self.assertEqual(len(errors), 1)  # the first; the rest are counted
+        self.assertIn("cannot be sent", errors[0]["log_format"])
+        self.assertIn("surrogate", str(errors[0]["error"]))
+
     def test_unexpectedException(self) -> None:
         """
         Any other exception becomes an internal-error reply and is logged;

@@ -9,6 +9,7 @@ messages); they are copied here byte for byte.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from typing import assert_never
@@ -1044,6 +1045,25 @@ class RoundTripTests(SynchronousTestCase):
         message = wire.Request(identifier, name, data, encoding)
         self.assertEqual(message, wire.parse(message.encode()))
 
+    def test_parsedRequestIsAnyRequest(self) -> None:
+        """
+        A parsed request (built without the dataclass's C{__init__}) is
+        what the constructor builds: equal, same hash and repr, frozen.
+        """
+        for built in [
+            wire.Request(ident(1), "echo", b"xy", wire.Encoding.BINARY),
+            wire.Request(ident(2), "abc", h("7800"), wire.Encoding.UTF16),
+        ]:
+            parsed = wire.parse(built.encode())
+            assert isinstance(parsed, wire.Request)
+            self.assertIs(type(parsed), wire.Request)
+            self.assertEqual(parsed, built)
+            self.assertEqual(hash(parsed), hash(built))
+            self.assertEqual(repr(parsed), repr(built))
+            with self.assertRaises(dataclasses.FrozenInstanceError):
+                parsed.name = "other"  # type: ignore[misc]
+            self.assertEqual(dataclasses.replace(parsed, name="x").name, "x")
+
     @given(names, payloads())
     def test_signal(self, name: str, payload: tuple[bytes, wire.Encoding]) -> None:
         """
@@ -1176,6 +1196,23 @@ class PayloadTests(SynchronousTestCase):
     """
     L{wire.Payload} turns application values into payload bytes and back.
     """
+
+    def test_frozenValue(self) -> None:
+        """
+        A Payload is a frozen value: defaults, keywords, equality, hash and
+        repr by its fields; no field can be set.
+        """
+        self.assertEqual(wire.Payload(), wire.Payload(b"", wire.Encoding.BINARY))
+        payload = wire.Payload(encoding=wire.Encoding.UTF8, data=b"x")
+        self.assertEqual(payload, wire.Payload(b"x", wire.Encoding.UTF8))
+        self.assertNotEqual(payload, wire.Payload(b"x", wire.Encoding.BINARY))
+        self.assertEqual(hash(payload), hash(wire.Payload(b"x", wire.Encoding.UTF8)))
+        self.assertEqual(
+            repr(payload), "Payload(data=b'x', encoding=<Encoding.UTF8: 'utf8'>)"
+        )
+        with self.assertRaises(dataclasses.FrozenInstanceError):
+            payload.data = b"y"  # type: ignore[misc]
+        self.assertEqual(dataclasses.replace(payload, data=b"y").data, b"y")
 
     def test_coerceNone(self) -> None:
         """

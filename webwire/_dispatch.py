@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from functools import partial
 from typing import Any, Final, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -47,7 +46,7 @@ from webwire.errors import (
 )
 from webwire.interfaces import IConnection, IWebWireServer
 from webwire.logonce import RepeatedEvents
-from webwire.metrics import IServerObserver
+from webwire.metrics import IServerObserver, NullObserver
 from webwire.sessions.registry import SessionChannel, SessionRegistry
 from webwire.sessions.session import Session
 
@@ -114,6 +113,9 @@ class Dispatcher:
     :ivar connectHookPending: C{True} while the application's
         C{onClientConnected} runs; nothing starts meanwhile.
     :ivar disconnected: C{True} once the connection is closed.
+    :ivar observing: Whether the observer is told of every message: not
+        the default L{NullObserver}, which does nothing, so its hot calls
+        are skipped.
     """
 
     __slots__ = (
@@ -140,6 +142,7 @@ class Dispatcher:
         "connectHookPending",
         "disconnected",
         "inputEnded",
+        "observing",
         "state",
     )
 
@@ -169,6 +172,8 @@ class Dispatcher:
         self._sendReply = link.sendReply
         self._application = application
         self._observer = observer
+        # The default observer does nothing: its hot calls are skipped.
+        self.observing = type(observer) is not NullObserver
         self._sessions = sessions
         self._events = events
         self._handlerFinished = handlerFinished
@@ -362,14 +367,21 @@ class Dispatcher:
 
     def received(self, message: wire.Message) -> None:
         """A message was read (and parsed) while the connection is open."""
+        # atLimit(), inline: called for every message.
+        limit = self._limit
         if self._shuttingDown:
             self._dispatch(message)
-        elif self._queue or self.connectHookPending or self.atLimit():
+        elif (
+            self._queue
+            or self.connectHookPending
+            or self._inline
+            or (limit is not None and self._busy >= limit)
+        ):
             self._queue.append(message)
             self._link.updateReading()
         else:
             self._dispatch(message)
-            if self.atLimit():
+            if self._inline or (limit is not None and self._busy >= limit):
                 self._link.updateReading()
 
     def _dispatch(self, message: wire.Message) -> None:
@@ -415,13 +427,59 @@ class Dispatcher:
             self._sendReply(_specialReply(message, wire.MessageType.REPLY_SHUTDOWN))
 
     def _runRequest(self, request: wire.Request) -> None:
-        started = self._observer.now()  # metrics: the request's duration
-        self._runHandler(
-            self._application.onRequest,
-            request,
-            partial(self._replyWithResult, started=started),
-            partial(self._replyWithFailure, started=started),
-        )
+        """
+        Run the application's request handler. The common case, a plain
+        result returned at once, is encoded and sent here; anything else
+        (a Deferred, a coroutine, a result of another type, one that cannot
+        be encoded) takes the general path of L{_handleOutcome} and
+        L{_replyWithResult}, whose checks and logs it gets.
+        """
+        # metrics: the request's duration
+        started = self._observer.now() if self.observing else None
+        self._busy += 1
+        try:
+            result = self._application.onRequest(
+                self._connection,  # type: ignore[arg-type]
+                request,
+            )
+        except BaseException:
+            self._replyWithFailure(Failure(), request, started)
+            self._handlerDone()
+            return
+        kind = type(result)
+        if not (kind is _Payload or kind is bytes or kind is str or result is None):
+            self._handleOutcome(
+                result, request, self._replyWithResult, self._replyWithFailure, started
+            )
+            return
+        try:
+            # What Payload.coerce does, for these types.
+            if kind is _Payload:
+                assert isinstance(result, _Payload)
+                data = result.data
+                encoding = result.encoding
+            elif kind is bytes:
+                assert isinstance(result, bytes)
+                data = result
+                encoding = _BINARY
+            elif kind is str:
+                assert isinstance(result, str)
+                data = result.encode("utf-8")
+                encoding = _UTF8
+            else:
+                data = b""
+                encoding = _BINARY
+            reply = _encodeReply(
+                request.identifier, data, encoding, self._link.messageBufferSize
+            )
+        except Exception:
+            # The general path says why, and answers with an internal error.
+            self._replyWithResult(result, request, started)
+        else:
+            if self.observing:
+                self._observer.requestDone(request.name, reply, started)  # metrics
+            self._sendReply(reply)
+        self._handlerDone()
 
     def _runSignal(self, signal: wire.Signal) -> None:
         self._observer.signalIn()  # metrics
@@ -453,16 +511,33 @@ class Dispatcher:
             onFailure(Failure(), message)
             self._handlerDone()
             return
+        self._handleOutcome(result, message, onResult, onFailure)
+
+    def _handleOutcome(
+        self,
+        result: object,
+        message: Any,
+        onResult: Callable[..., None],
+        onFailure: Callable[..., None],
+        *extra: object,
+    ) -> None:
+        """
+        Hand a handler's C{result} on to C{onResult} (or its failure to
+        C{onFailure}), with C{message} and C{extra} as further arguments,
+        once it is there: at once for a plain value, later for a Deferred
+        or a coroutine.
+        """
         if isinstance(result, Coroutine):
             result = Deferred.fromCoroutine(result)
         if not isinstance(result, Deferred):
-            # The common case: done at once, no Deferred needed.
-            onResult(result, message)
+            # Done at once, no Deferred needed.
+            onResult(result, message, *extra)
             self._handlerDone()
             return
         self._pending.add(result)
+        arguments = (message, *extra)
         result.addCallbacks(
-            onResult, onFailure, callbackArgs=(message,), errbackArgs=(message,)
+            onResult, onFailure, callbackArgs=arguments, errbackArgs=arguments
         )
         result.addBoth(self._deferredDone, result)
 
@@ -546,7 +621,7 @@ class Dispatcher:
     # Replies --------------------------------------------------------------
 
     def _replyWithResult(
-        self, result: object, request: wire.Request, started: float
+        self, result: object, request: wire.Request, started: float | None
     ) -> None:
         def build() -> bytes:
             payload = wire.Payload.coerce(result)  # type: ignore[arg-type]
@@ -562,7 +637,7 @@ class Dispatcher:
         self._sendReply(reply)
 
     def _replyWithFailure(
-        self, failure: Failure, request: wire.Request, started: float
+        self, failure: Failure, request: wire.Request, started: float | None
     ) -> None:
         error = failure.value
         if isinstance(error, RequestError):
@@ -709,6 +784,12 @@ class Dispatcher:
             # Everything read before the violation is answered.
             self.closeGracefully(self._violationCode, self._violationReason)
         self._link.updateReading()
+
+
+_Payload: Final = wire.Payload
+_BINARY: Final = wire.Encoding.BINARY
+_UTF8: Final = wire.Encoding.UTF8
+_encodeReply: Final = wire.encodeReply
 
 
 def _ignoreResult(result: object, message: object) -> None:

@@ -361,7 +361,9 @@ class WebWireServerProtocol(FastPathProtocol):
         super().onMessageFrameData(payload)
 
     def onMessageEnd(self) -> None:
-        if self._discarding or self.dispatcher.ignoringInput():
+        dispatcher = self.dispatcher
+        # dispatcher.ignoringInput(), inline: called for every message.
+        if self._discarding or dispatcher.inputEnded or dispatcher.state is not _OPEN:
             self._discarding = False
             self.message_data = []
             return
@@ -483,9 +485,11 @@ class WebWireServerProtocol(FastPathProtocol):
         self.updateReading()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self._lastRead = self.factory.reactor.seconds()
-        self.factory.observer.messageIn(len(payload))  # metrics
+        factory = self.factory
+        self._lastRead = factory.reactor.seconds()
         dispatcher = self.dispatcher
+        if dispatcher.observing:
+            factory.observer.messageIn(len(payload))  # metrics
         if dispatcher.inputEnded or dispatcher.state is not _OPEN:
             return
         if not isBinary:
@@ -587,7 +591,8 @@ class WebWireServerProtocol(FastPathProtocol):
                 self.factory.observer.sendBufferCutOff()  # metrics
                 self._abort()
                 raise Disconnected(f"connection to {self.peer} dropped: not reading")
-        self.factory.observer.messageOut(data)  # metrics
+        if self.dispatcher.observing:
+            self.factory.observer.messageOut(data)  # metrics
         try:
             self.sendMessage(data, isBinary=True)
         except _SocketClosed as e:

@@ -127,7 +127,7 @@ def decodeText(data: bytes, encoding: Encoding, errors: str = "strict") -> str:
     return data.decode(_TEXT_CODECS[encoding], errors)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Payload:
     """
     Payload bytes together with their encoding.
@@ -141,6 +141,13 @@ class Payload:
 
     data: bytes = b""
     encoding: Encoding = Encoding.BINARY
+
+    def __init__(self, data: bytes = b"", encoding: Encoding = Encoding.BINARY) -> None:
+        # What the frozen dataclass's __init__ does, setting the slots
+        # directly rather than through object.__setattr__: handlers build
+        # one per reply.
+        _setPayloadData(self, data)
+        _setPayloadEncoding(self, encoding)
 
     @classmethod
     def fromText(cls, text: str, encoding: Encoding = Encoding.UTF8) -> Payload:
@@ -202,6 +209,8 @@ class Payload:
         return decodeText(self.data, self.encoding, errors)
 
 
+_setPayloadData: Final = vars(Payload)["data"].__set__
+_setPayloadEncoding: Final = vars(Payload)["encoding"].__set__
 _EMPTY_PAYLOAD: Final = Payload()
 
 

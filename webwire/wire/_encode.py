@@ -45,6 +45,9 @@ _REPLY_TYPES: Final = {
     Encoding.UTF16: bytes((MessageType.REPLY_UTF16,)),
 }
 
+_REPLY_BINARY: Final = _REPLY_TYPES[Encoding.BINARY]
+_REPLY_UTF8: Final = _REPLY_TYPES[Encoding.UTF8]
+
 
 def _checkIdentifier(identifier: bytes) -> None:
     if len(identifier) != IDENTIFIER_LENGTH or not isinstance(identifier, bytes):
@@ -175,13 +178,21 @@ def encodeReply(
     :param maxSize: The peer's message buffer size, or C{None} for no check.
     :raises InvalidMessage: If the reply must not be sent.
     """
-    _checkIdentifier(identifier)
-    if encoding is Encoding.UTF16:
+    if type(identifier) is not bytes or len(identifier) != IDENTIFIER_LENGTH:
+        _checkIdentifier(identifier)
+    # Compared by identity: an enum's hash is computed in Python.
+    if encoding is Encoding.BINARY:
+        head = _REPLY_BINARY
+    elif encoding is Encoding.UTF8:
+        head = _REPLY_UTF8
+    else:
+        head = _REPLY_TYPES[encoding]  # a KeyError for what is no Encoding
         _checkUtf16(payload, "reply")
         _checkSize(10 + len(payload), maxSize, "reply")
-        return b"".join((_REPLY_TYPES[encoding], identifier, _PADDING, payload))
-    _checkSize(9 + len(payload), maxSize, "reply")
-    return b"".join((_REPLY_TYPES[encoding], identifier, payload))
+        return b"".join((head, identifier, _PADDING, payload))
+    if maxSize is not None and 9 + len(payload) > maxSize:
+        _checkSize(9 + len(payload), maxSize, "reply")
+    return b"".join((head, identifier, payload))
 
 
 def encodeErrorReply(

@@ -7,6 +7,7 @@ function of L{webwire.wire._encode} for its type.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Final
 
 from webwire.wire._base import (
     ACCEPT_CONF_VERSION,
@@ -248,6 +249,34 @@ class CloseSession(_Message):
     def encode(self, maxSize: int | None = None) -> bytes:
         """Encode this message (see L{encodeCloseSession})."""
         return encodeCloseSession(self.identifier)
+
+
+def _setter(cls: type, field: str) -> Any:
+    """The setter of C{field}'s slot on C{cls}, which freezing leaves alone."""
+    return vars(cls)[field].__set__
+
+
+_new: Final = object.__new__
+_setRequestIdentifier: Final = _setter(Request, "identifier")
+_setRequestName: Final = _setter(Request, "name")
+_setRequestPayload: Final = _setter(Request, "payload")
+_setRequestEncoding: Final = _setter(Request, "encoding")
+
+
+def _newRequest(
+    identifier: bytes, name: str, payload: bytes, encoding: Encoding
+) -> Request:
+    """
+    C{Request(identifier, name, payload, encoding)}, built without the
+    frozen dataclass's C{__init__} (one C{object.__setattr__} call per
+    field): the parser builds one per request it reads.
+    """
+    request: Request = _new(Request)
+    _setRequestIdentifier(request, identifier)
+    _setRequestName(request, name)
+    _setRequestPayload(request, payload)
+    _setRequestEncoding(request, encoding)
+    return request
 
 
 Message = (

@@ -23,12 +23,12 @@ from webwire.wire._messages import (
     Heartbeat,
     Message,
     Reply,
-    Request,
     RestoreSession,
     SessionClosed,
     SessionCreated,
     Signal,
     SpecialReply,
+    _newRequest,
 )
 
 _HEARTBEAT_MESSAGE: Final = Heartbeat()
@@ -159,7 +159,9 @@ def _requestParser(encoding: Encoding) -> Callable[[bytes], Message]:
                 f"request too short for its name ({data[9]} bytes announced, "
                 f"{size - 10} present)"
             )
-        return Request(data[1:9], data[10:end].decode("latin-1"), data[end:], encoding)
+        return _newRequest(
+            data[1:9], data[10:end].decode("latin-1"), data[end:], encoding
+        )
 
     return parseRequest
 
@@ -179,7 +181,7 @@ def _parseRequestUtf16(data: bytes) -> Message:
             f"UTF-16 request too short for its name ({n} bytes announced, "
             f"{size - 10} present)"
         )
-    return Request(
+    return _newRequest(
         data[1:9], data[10 : 10 + n].decode("latin-1"), data[start:], Encoding.UTF16
     )
 
