@@ -419,18 +419,54 @@ async def measure(
     return results
 
 
+def addRunArguments(
+    parser: argparse.ArgumentParser, option: str, countsHelp: str, roundsHelp: str
+) -> None:
+    """
+    Add C{option} (the counts to measure, comma-separated, described by
+    C{countsHelp}), C{--clients-processes}, C{--connections}, the load
+    options and C{--rounds} (C{roundsHelp}).
+    """
+    add = parser.add_argument
+    add(option, default="1,2", help=countsHelp)
+    add("--clients-processes", type=int, default=2, help="load generator processes")
+    add("--connections", type=int, default=32, help="client connections in all")
+    addLoadArguments(parser)
+    add("--rounds", type=int, default=2, help=f"{roundsHelp}, alternating")
+
+
+def checkRunArguments(
+    parser: argparse.ArgumentParser, opts: argparse.Namespace, option: str
+) -> None:
+    """
+    Turn C{option} into a list of whole numbers; exit through
+    C{parser.error} unless the options added by L{addRunArguments} make
+    sense for C{echo-binary} requests.
+    """
+    name = option.removeprefix("--")
+    try:
+        counts = [int(n) for n in getattr(opts, name).split(",")]
+    except ValueError:
+        parser.error(f"{option} must be comma-separated whole numbers")
+    setattr(opts, name, counts)
+    if min(counts) < 1 or opts.clients_processes < 1:
+        parser.error(f"{option} and --clients-processes must be at least 1")
+    if min(opts.inflight, opts.rounds) < 1:
+        parser.error("--inflight and --rounds must be at least 1")
+    if opts.connections < opts.clients_processes:
+        parser.error("--connections must be at least --clients-processes")
+    checkLoadArguments(parser, opts, "echo-binary")
+
+
 def parseArguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.cluster",
         description="Round trips per second of N server processes on one port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    counts = "server process counts, comma-separated"
+    addRunArguments(parser, "--processes", counts, "runs per process count")
     add = parser.add_argument
-    add("--processes", default="1,2", help="server process counts, comma-separated")
-    add("--clients-processes", type=int, default=2, help="load generator processes")
-    add("--connections", type=int, default=32, help="client connections in all")
-    addLoadArguments(parser)
-    add("--rounds", type=int, default=2, help="runs per process count, alternating")
     add("--redis-url", default=None, help="use this Redis instead of starting one")
     add("--prefix", default="webwire:bench:", help="start of every Redis key")
     commands = parser.add_subparsers(dest="command", help="internal: child processes")
@@ -445,17 +481,7 @@ def parseArguments(argv: list[str]) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     if opts.command is not None:
         return opts
-    try:
-        opts.processes = [int(n) for n in opts.processes.split(",")]
-    except ValueError:
-        parser.error("--processes must be comma-separated whole numbers")
-    if min(opts.processes) < 1 or opts.clients_processes < 1:
-        parser.error("--processes and --clients-processes must be at least 1")
-    if min(opts.inflight, opts.rounds) < 1:
-        parser.error("--inflight and --rounds must be at least 1")
-    if opts.connections < opts.clients_processes:
-        parser.error("--connections must be at least --clients-processes")
-    checkLoadArguments(parser, opts, "echo-binary")
+    checkRunArguments(parser, opts, "--processes")
     if not hasattr(socket, "SO_REUSEPORT") or not os.path.exists("/proc/self/stat"):
         parser.error("this needs Linux (SO_REUSEPORT, /proc)")
     return opts

@@ -50,8 +50,6 @@ from twisted.internet.task import react
 
 from benchmarks._common import (
     Task,
-    addLoadArguments,
-    checkLoadArguments,
     logWarnings,
     report,
 )
@@ -63,6 +61,8 @@ from benchmarks._processes import (
     runMeasurement,
 )
 from benchmarks.cluster import (
+    addRunArguments,
+    checkRunArguments,
     measureWindow,
     percent,
     plural,
@@ -213,24 +213,10 @@ def parseArguments(argv: list[str]) -> argparse.Namespace:
         description="Round trips per second of twistd webwire --workers N.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add = parser.add_argument
-    add("--workers", default="1,2", help="worker counts, comma-separated")
-    add("--clients-processes", type=int, default=2, help="load generator processes")
-    add("--connections", type=int, default=32, help="client connections in all")
-    addLoadArguments(parser)
-    add("--rounds", type=int, default=2, help="runs per worker count, alternating")
+    counts, rounds = "worker counts, comma-separated", "runs per worker count"
+    addRunArguments(parser, "--workers", counts, rounds)
     opts = parser.parse_args(argv)
-    try:
-        opts.workers = [int(n) for n in opts.workers.split(",")]
-    except ValueError:
-        parser.error("--workers must be comma-separated whole numbers")
-    if min(opts.workers) < 1 or opts.clients_processes < 1:
-        parser.error("--workers and --clients-processes must be at least 1")
-    if min(opts.inflight, opts.rounds) < 1:
-        parser.error("--inflight and --rounds must be at least 1")
-    if opts.connections < opts.clients_processes:
-        parser.error("--connections must be at least --clients-processes")
-    checkLoadArguments(parser, opts, "echo-binary")
+    checkRunArguments(parser, opts, "--workers")
     if not os.path.exists("/proc/self/stat"):
         parser.error("this needs /proc (Linux) for the CPU shares")
     return opts
