@@ -2,8 +2,8 @@
 The benchmark's child processes, both ends of the line-by-line link to
 them: L{Children} starts them and L{ChildProcess} watches one from the
 benchmark (commands to its standard input, its output lines awaited);
-L{Control} is the child's own end. Also L{startRedis}, L{cpuSeconds} and
-L{freePort}.
+L{Control} is the child's own end. Also L{runMeasurement}, L{startRedis},
+L{cpuSeconds} and L{freePort}.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -24,7 +24,9 @@ from twisted.internet.protocol import ProcessProtocol, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from benchmarks._common import BenchmarkError, within
+from benchmarks._common import BenchmarkError, Task, report, within
+
+_T = TypeVar("_T")
 
 START_TIMEOUT = 20.0  # seconds for a process to be ready or to exit
 _ROOT = Path(__file__).resolve().parent.parent  # where -m benchmarks.* runs
@@ -266,3 +268,33 @@ async def startRedis(
             continue
         return f"redis://127.0.0.1:{port}/0", child
     raise AssertionError("unreachable")
+
+
+async def runMeasurement(
+    reactor: Any, measure: Callable[[Children], Coroutine[Any, Any, _T]]
+) -> _T:
+    """
+    Run C{measure(children)} and return what it returns; whatever happens,
+    kill every process it started in C{children} and wait for them. ^C or
+    SIGTERM aborts it (the reactor waits for the clean-up); on a
+    L{BenchmarkError} say why on stderr and exit with status 1.
+    """
+    children = Children(reactor)
+    whole = Task("")
+    finished: Deferred[None] = Deferred()
+
+    def interrupt() -> Deferred[None] | None:  # ^C or SIGTERM
+        if finished.called:
+            return None
+        whole.abort("interrupted")
+        return finished  # the reactor waits for the clean-up
+
+    reactor.addSystemEventTrigger("before", "shutdown", interrupt)
+    try:
+        return await whole.run(measure(children))
+    except BenchmarkError as e:
+        report(f"benchmark aborted: {e}", sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        await children.killAll()
+        finished.callback(None)

@@ -103,6 +103,7 @@ from benchmarks._processes import (
     Children,
     cpuSeconds,
     freePort,
+    runMeasurement,
     startRedis,
 )
 from webwire.sessions.redis import parseURL
@@ -170,45 +171,15 @@ async def measureOnce(
             children.spawnModule(server, _MODULE, "serve", *where)
         for server in servers:
             await server.waitFor("ready", START_TIMEOUT, reactor)
-        load = ["--port", str(port), "--inflight", str(opts.inflight)]
-        load += ["--payload", str(opts.payload)]
-        for generator, count in zip(
-            generators, split(opts.connections, len(generators)), strict=True
-        ):
-            arguments = ["load", "--connections", str(count), *load]
-            children.spawnModule(generator, _MODULE, *arguments)
-        ports: list[list[int]] = []  # per generator, of each connection
-        for generator in generators:
-            timeout = START_TIMEOUT + 2 * PHASE_TIMEOUT
-            line = await generator.waitFor("ready", timeout, reactor)
-            ports.append([int(client) for client in line.split()[1].split(",")])
-
-        for generator in generators:
-            generator.tell("start")
-        await deferLater(reactor, opts.warmup)
-        marks: list[list[Mark]] = []  # per mark, per generator
-        cpu: list[list[float | None]] = []  # per mark, per process
-        moments: list[float] = []
+        ready = await startGenerators(reactor, children, generators, port, opts)
+        # the client port of each connection, per generator
+        ports = [
+            [int(client) for client in line.split()[1].split(",")] for line in ready
+        ]
         pids = [child.pid for child in servers + generators]
         pids.append(redisProcess.pid if redisProcess is not None else None)
-        for number in (1, 2):
-            if number == 2:
-                await deferLater(reactor, opts.seconds)
-            for generator in generators:
-                generator.tell(f"mark {number}")
-            moments.append(time.perf_counter())
-            cpu.append([cpuSeconds(pid) for pid in pids])
-            said = [
-                g.waitFor(f"mark {number} ", PHASE_TIMEOUT, reactor) for g in generators
-            ]
-            marks.append([Mark.parse(await line) for line in said])
-
-        for generator in generators:
-            generator.expectExit = True  # it exits once done
-            generator.tell("stop")
-        for generator in generators:
-            await generator.waitFor("done", 3 * PHASE_TIMEOUT, reactor)
-            await generator.stop(reactor)
+        marks, shares = await measureWindow(reactor, generators, pids, opts)
+        await stopGenerators(reactor, generators)
         stopping = [Deferred.fromCoroutine(server.stop(reactor)) for server in servers]
         for stopped in stopping:  # all were asked to stop at once
             await stopped
@@ -238,14 +209,84 @@ async def measureOnce(
         result.sessions += len(own[0::2])
         result.sharedSessions += sum(processOf[a] != processOf[b] for a, b in pairs)
     result.rate = sum(result.rates)
-    shares = [
-        None if b is None or a is None else (a - b) / (moments[1] - moments[0])
-        for b, a in zip(*cpu, strict=True)
-    ]
     result.serverCPU = shares[:processes]
     result.generatorCPU = shares[processes:-1]
     result.redisCPU = shares[-1]
     return result
+
+
+async def startGenerators(
+    reactor: Any,
+    children: Children,
+    generators: list[ChildProcess],
+    port: int,
+    opts: argparse.Namespace,
+) -> list[str]:
+    """
+    Start the load generators (C{python -m benchmarks.cluster load}) against
+    C{port}, sharing C{--connections}, with C{--inflight} and C{--payload};
+    return each one's C{ready} line once all said it.
+    """
+    load = ["--port", str(port), "--inflight", str(opts.inflight)]
+    load += ["--payload", str(opts.payload)]
+    for generator, count in zip(
+        generators, split(opts.connections, len(generators)), strict=True
+    ):
+        arguments = ["load", "--connections", str(count), *load]
+        children.spawnModule(generator, _MODULE, *arguments)
+    ready = []
+    for generator in generators:
+        timeout = START_TIMEOUT + 2 * PHASE_TIMEOUT
+        ready.append(await generator.waitFor("ready", timeout, reactor))
+    return ready
+
+
+async def measureWindow(
+    reactor: Any,
+    generators: list[ChildProcess],
+    pids: list[int | None],
+    opts: argparse.Namespace,
+) -> tuple[list[list[Mark]], list[float | None]]:
+    """
+    Start the load, wait C{--warmup} seconds, then mark a C{--seconds}
+    window.
+
+    @return: What each generator said at each mark (per mark, per
+        generator), and the CPU time each of C{pids} used in the window in
+        cores (C{None} where unknown).
+    """
+    for generator in generators:
+        generator.tell("start")
+    await deferLater(reactor, opts.warmup)
+    marks: list[list[Mark]] = []  # per mark, per generator
+    cpu: list[list[float | None]] = []  # per mark, per process
+    moments: list[float] = []
+    for number in (1, 2):
+        if number == 2:
+            await deferLater(reactor, opts.seconds)
+        for generator in generators:
+            generator.tell(f"mark {number}")
+        moments.append(time.perf_counter())
+        cpu.append([cpuSeconds(pid) for pid in pids])
+        said = [
+            g.waitFor(f"mark {number} ", PHASE_TIMEOUT, reactor) for g in generators
+        ]
+        marks.append([Mark.parse(await line) for line in said])
+    shares = [
+        None if b is None or a is None else (a - b) / (moments[1] - moments[0])
+        for b, a in zip(*cpu, strict=True)
+    ]
+    return marks, shares
+
+
+async def stopGenerators(reactor: Any, generators: list[ChildProcess]) -> None:
+    """Stop the load: each generator logs out, closes, says C{done} and exits."""
+    for generator in generators:
+        generator.expectExit = True  # it exits once done
+        generator.tell("stop")
+    for generator in generators:
+        await generator.waitFor("done", 3 * PHASE_TIMEOUT, reactor)
+        await generator.stop(reactor)
 
 
 async def checkRedisEmpty(redisURL: str, prefix: str) -> None:
@@ -316,26 +357,9 @@ def plural(count: int, noun: str) -> str:
 
 async def main(reactor: Any, opts: argparse.Namespace) -> None:
     """Measure, then show the results; exit with status 1 on an error."""
-    children = Children(reactor)
-    whole = Task("")
-    finished: Deferred[None] = Deferred()
-
-    def interrupt() -> Deferred[None] | None:  # ^C or SIGTERM
-        if finished.called:
-            return None
-        whole.abort("interrupted")
-        return finished  # the reactor waits for the clean-up
-
-    reactor.addSystemEventTrigger("before", "shutdown", interrupt)
-    try:
-        results = await whole.run(measure(reactor, opts, children))
-    except BenchmarkError as e:
-        report(f"benchmark aborted: {e}", sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        await children.killAll()
-        finished.callback(None)
-
+    results = await runMeasurement(
+        reactor, lambda children: measure(reactor, opts, children)
+    )
     report(f"best of {opts.rounds} rounds per number of server processes:")
     best = {n: max(rs, key=lambda r: r.rate) for n, rs in results.items()}
     for line in table([[str(n), *describe(r)] for n, r in best.items()]):
@@ -395,18 +419,54 @@ async def measure(
     return results
 
 
+def addRunArguments(
+    parser: argparse.ArgumentParser, option: str, countsHelp: str, roundsHelp: str
+) -> None:
+    """
+    Add C{option} (the counts to measure, comma-separated, described by
+    C{countsHelp}), C{--clients-processes}, C{--connections}, the load
+    options and C{--rounds} (C{roundsHelp}).
+    """
+    add = parser.add_argument
+    add(option, default="1,2", help=countsHelp)
+    add("--clients-processes", type=int, default=2, help="load generator processes")
+    add("--connections", type=int, default=32, help="client connections in all")
+    addLoadArguments(parser)
+    add("--rounds", type=int, default=2, help=f"{roundsHelp}, alternating")
+
+
+def checkRunArguments(
+    parser: argparse.ArgumentParser, opts: argparse.Namespace, option: str
+) -> None:
+    """
+    Turn C{option} into a list of whole numbers; exit through
+    C{parser.error} unless the options added by L{addRunArguments} make
+    sense for C{echo-binary} requests.
+    """
+    name = option.removeprefix("--")
+    try:
+        counts = [int(n) for n in getattr(opts, name).split(",")]
+    except ValueError:
+        parser.error(f"{option} must be comma-separated whole numbers")
+    setattr(opts, name, counts)
+    if min(counts) < 1 or opts.clients_processes < 1:
+        parser.error(f"{option} and --clients-processes must be at least 1")
+    if min(opts.inflight, opts.rounds) < 1:
+        parser.error("--inflight and --rounds must be at least 1")
+    if opts.connections < opts.clients_processes:
+        parser.error("--connections must be at least --clients-processes")
+    checkLoadArguments(parser, opts, "echo-binary")
+
+
 def parseArguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.cluster",
         description="Round trips per second of N server processes on one port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    counts = "server process counts, comma-separated"
+    addRunArguments(parser, "--processes", counts, "runs per process count")
     add = parser.add_argument
-    add("--processes", default="1,2", help="server process counts, comma-separated")
-    add("--clients-processes", type=int, default=2, help="load generator processes")
-    add("--connections", type=int, default=32, help="client connections in all")
-    addLoadArguments(parser)
-    add("--rounds", type=int, default=2, help="runs per process count, alternating")
     add("--redis-url", default=None, help="use this Redis instead of starting one")
     add("--prefix", default="webwire:bench:", help="start of every Redis key")
     commands = parser.add_subparsers(dest="command", help="internal: child processes")
@@ -421,17 +481,7 @@ def parseArguments(argv: list[str]) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     if opts.command is not None:
         return opts
-    try:
-        opts.processes = [int(n) for n in opts.processes.split(",")]
-    except ValueError:
-        parser.error("--processes must be comma-separated whole numbers")
-    if min(opts.processes) < 1 or opts.clients_processes < 1:
-        parser.error("--processes and --clients-processes must be at least 1")
-    if min(opts.inflight, opts.rounds) < 1:
-        parser.error("--inflight and --rounds must be at least 1")
-    if opts.connections < opts.clients_processes:
-        parser.error("--connections must be at least --clients-processes")
-    checkLoadArguments(parser, opts, "echo-binary")
+    checkRunArguments(parser, opts, "--processes")
     if not hasattr(socket, "SO_REUSEPORT") or not os.path.exists("/proc/self/stat"):
         parser.error("this needs Linux (SO_REUSEPORT, /proc)")
     return opts

@@ -43,19 +43,13 @@ import platform
 import re
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater, react
+from twisted.internet.task import react
 
 from benchmarks._common import (
-    PHASE_TIMEOUT,
-    BenchmarkError,
     Task,
-    addLoadArguments,
-    checkLoadArguments,
     logWarnings,
     report,
 )
@@ -63,10 +57,18 @@ from benchmarks._processes import (
     START_TIMEOUT,
     ChildProcess,
     Children,
-    cpuSeconds,
     freePort,
+    runMeasurement,
 )
-from benchmarks.cluster import Mark, percent, plural, split
+from benchmarks.cluster import (
+    addRunArguments,
+    checkRunArguments,
+    measureWindow,
+    percent,
+    plural,
+    startGenerators,
+    stopGenerators,
+)
 
 _STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 
@@ -117,42 +119,10 @@ async def measureOnce(
                 if match:
                     started[int(match.group(1))] = int(match.group(2))
             pids = [server.pid, *(started[n] for n in range(1, workers + 1))]
-        load = ["--port", str(port), "--inflight", str(opts.inflight)]
-        load += ["--payload", str(opts.payload)]
-        for generator, count in zip(
-            generators, split(opts.connections, len(generators)), strict=True
-        ):
-            arguments = ["load", "--connections", str(count), *load]
-            children.spawnModule(generator, "benchmarks.cluster", *arguments)
-        for generator in generators:
-            timeout = START_TIMEOUT + 2 * PHASE_TIMEOUT
-            await generator.waitFor("ready", timeout, reactor)
-
-        for generator in generators:
-            generator.tell("start")
-        await deferLater(reactor, opts.warmup)
-        marks: list[list[Mark]] = []  # per mark, per generator
-        cpu: list[list[float | None]] = []  # per mark, per process
-        moments: list[float] = []
+        await startGenerators(reactor, children, generators, port, opts)
         pids += [generator.pid for generator in generators]
-        for number in (1, 2):
-            if number == 2:
-                await deferLater(reactor, opts.seconds)
-            for generator in generators:
-                generator.tell(f"mark {number}")
-            moments.append(time.perf_counter())
-            cpu.append([cpuSeconds(pid) for pid in pids])
-            said = [
-                g.waitFor(f"mark {number} ", PHASE_TIMEOUT, reactor) for g in generators
-            ]
-            marks.append([Mark.parse(await line) for line in said])
-
-        for generator in generators:
-            generator.expectExit = True  # it exits once done
-            generator.tell("stop")
-        for generator in generators:
-            await generator.waitFor("done", 3 * PHASE_TIMEOUT, reactor)
-            await generator.stop(reactor)
+        marks, shares = await measureWindow(reactor, generators, pids, opts)
+        await stopGenerators(reactor, generators)
         await server.stop(reactor, "TERM")
     finally:
         for child in [server, *generators]:
@@ -163,10 +133,6 @@ async def measureOnce(
     for before, after in zip(*marks, strict=True):
         elapsed = after.time - before.time  # as the generator timed it
         result.rate += (sum(after.counts) - sum(before.counts)) / elapsed
-    shares = [
-        None if b is None or a is None else (a - b) / (moments[1] - moments[0])
-        for b, a in zip(*cpu, strict=True)
-    ]
     if workers == 1:
         result.workerCPU = shares[:1]
     else:
@@ -229,26 +195,9 @@ async def measure(
 
 async def main(reactor: Any, opts: argparse.Namespace) -> None:
     """Measure, then show the results; exit with status 1 on an error."""
-    children = Children(reactor)
-    whole = Task("")
-    finished: Deferred[None] = Deferred()
-
-    def interrupt() -> Deferred[None] | None:  # ^C or SIGTERM
-        if finished.called:
-            return None
-        whole.abort("interrupted")
-        return finished
-
-    reactor.addSystemEventTrigger("before", "shutdown", interrupt)
-    try:
-        results = await whole.run(measure(reactor, opts, children))
-    except BenchmarkError as e:
-        report(f"benchmark aborted: {e}", sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        await children.killAll()
-        finished.callback(None)
-
+    results = await runMeasurement(
+        reactor, lambda children: measure(reactor, opts, children)
+    )
     report(f"best of {opts.rounds} rounds per number of workers:")
     best = {n: max(rs, key=lambda r: r.rate) for n, rs in results.items()}
     baseline = best[opts.workers[0]]
@@ -264,24 +213,10 @@ def parseArguments(argv: list[str]) -> argparse.Namespace:
         description="Round trips per second of twistd webwire --workers N.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add = parser.add_argument
-    add("--workers", default="1,2", help="worker counts, comma-separated")
-    add("--clients-processes", type=int, default=2, help="load generator processes")
-    add("--connections", type=int, default=32, help="client connections in all")
-    addLoadArguments(parser)
-    add("--rounds", type=int, default=2, help="runs per worker count, alternating")
+    counts, rounds = "worker counts, comma-separated", "runs per worker count"
+    addRunArguments(parser, "--workers", counts, rounds)
     opts = parser.parse_args(argv)
-    try:
-        opts.workers = [int(n) for n in opts.workers.split(",")]
-    except ValueError:
-        parser.error("--workers must be comma-separated whole numbers")
-    if min(opts.workers) < 1 or opts.clients_processes < 1:
-        parser.error("--workers and --clients-processes must be at least 1")
-    if min(opts.inflight, opts.rounds) < 1:
-        parser.error("--inflight and --rounds must be at least 1")
-    if opts.connections < opts.clients_processes:
-        parser.error("--connections must be at least --clients-processes")
-    checkLoadArguments(parser, opts, "echo-binary")
+    checkRunArguments(parser, opts, "--workers")
     if not os.path.exists("/proc/self/stat"):
         parser.error("this needs /proc (Linux) for the CPU shares")
     return opts

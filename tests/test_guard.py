@@ -16,6 +16,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from benchmarks._stressload import frame
 from tests.helpers import (
     UPGRADE_REQUEST,
     LoopbackServer,
@@ -75,18 +76,6 @@ async def connectTCP(port: int) -> RawTCP:
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     await endpoint.connect(cast(Any, Factory.forProtocol(lambda: client)))
     return client
-
-
-def frame(payload: bytes, opcode: int = 2) -> bytes:
-    """A client frame (masked with a zero key) carrying C{payload}."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    return head + b"\x00\x00\x00\x00" + payload
 
 
 def signalMe(n: int, payload: bytes) -> bytes:
@@ -265,7 +254,8 @@ class CloseTests(TestCase):
         client = await server.connectAccepted()
         payload = b"p" * 8000
         client.transport.write(  # type: ignore[union-attr]
-            b"".join(frame(signalMe(n, payload)) for n in range(1, 6)) + frame(h("C8"))
+            b"".join(frame(2, signalMe(n, payload)) for n in range(1, 6))
+            + frame(2, h("C8"))
         )
         wasClean, code, reason = await client.closed
         self.assertEqual(code, 1002)
@@ -276,7 +266,8 @@ class CloseTests(TestCase):
         protocol = server.serverProtocols()[-1]
         stalled.stopReading()
         stalled.transport.write(  # type: ignore[union-attr]
-            b"".join(frame(signalMe(n, payload)) for n in range(1, 40)) + frame(h("C8"))
+            b"".join(frame(2, signalMe(n, payload)) for n in range(1, 40))
+            + frame(2, h("C8"))
         )
         while not protocol.isLingering:
             await server.tick()

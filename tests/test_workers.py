@@ -237,6 +237,36 @@ async def connectTo(testCase: TestCase, port: int, pid: int, path: str = "/") ->
     testCase.fail(f"no connection reached worker pid {pid}")
 
 
+async def stopWithRequestsInFlight(
+    testCase: TestCase, signalNumber: int
+) -> tuple[dict[int, int], BaseException | None]:
+    """
+    Start two workers, put a request in flight on each, send C{signalNumber}
+    to the parent and check that the workers stop gracefully: each request
+    is answered, each connection closed with 1001, the parent logs that
+    every worker stopped and each worker exited with status 0.
+
+    @return: The workers' pids by number, and how the parent ended.
+    """
+    server = await startWorkers(testCase)
+    pids = server.pids()
+    clients = [await connectTo(testCase, server.port, pid) for pid in pids.values()]
+    for client in clients:
+        client.send(sleepRequest(2, 300))
+        await client.roundTrip(echoRequest(3, b""))  # the sleep runs
+    server.transport.signalProcess(signalNumber)
+    for client in clients:
+        wasClean, code, reason = await client.closed
+        testCase.assertEqual(code, 1001)
+        testCase.assertIn(h("C0") + ident(2) + b"300", client.received)
+    ended = await server.process.ended
+    output = server.process.output.decode()
+    testCase.assertIn("every worker stopped", output)
+    for number, pid in pids.items():
+        testCase.assertIn(f"worker {number} (pid {pid}) exited with status 0", output)
+    return pids, ended
+
+
 class WorkersTests(TestCase):
     """
     C{twistd -n webwire --workers 2}: two worker processes on one port.
@@ -306,23 +336,8 @@ class WorkersTests(TestCase):
         answered, connections are closed with 1001, every worker exits and
         then the parent.
         """
-        server = await startWorkers(self)
-        pids = server.pids()
-        clients = [await connectTo(self, server.port, pid) for pid in pids.values()]
-        for client in clients:
-            client.send(sleepRequest(2, 300))
-            await client.roundTrip(echoRequest(3, b""))  # the sleep runs
-        server.transport.signalProcess(signal.SIGTERM)
-        for client in clients:
-            wasClean, code, reason = await client.closed
-            self.assertEqual(code, 1001)
-            self.assertIn(h("C0") + ident(2) + b"300", client.received)
-        await server.process.ended
-        output = server.process.output.decode()
-        self.assertIn("every worker stopped", output)
-        for number, pid in pids.items():
-            self.assertIn(f"worker {number} (pid {pid}) exited with status 0", output)
-            # The parent reaped it before it exited.
+        pids, _ = await stopWithRequestsInFlight(self, signal.SIGTERM)
+        for pid in pids.values():  # the parent reaped them before it exited
             self.assertRaises(ProcessLookupError, os.kill, pid, 0)
 
     async def test_sigkillParent(self) -> None:

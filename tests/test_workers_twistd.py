@@ -20,7 +20,6 @@ from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import echoRequest, h, ident, sleepRequest
 from tests.test_tls import sslDescription
 from tests.test_twistd import LISTEN, ROOT, ServerProcess
 from tests.test_workers import (
@@ -30,6 +29,7 @@ from tests.test_workers import (
     connectTo,
     processGone,
     startWorkers,
+    stopWithRequestsInFlight,
 )
 from tests.tlshelpers import makeTLSFiles
 from webwire.client import ClientOptions, WebWireClient
@@ -260,22 +260,8 @@ class WorkersTwistdOptionsTests(TestCase):
         is closed with 1001, the workers exit with status 0, then the
         parent.
         """
-        server = await startWorkers(self)
-        pids = server.pids()
-        clients = [await connectTo(self, server.port, pid) for pid in pids.values()]
-        for client in clients:
-            client.send(sleepRequest(2, 300))
-            await client.roundTrip(echoRequest(3, b""))  # the sleep runs
-        server.transport.signalProcess(signal.SIGINT)
-        for client in clients:
-            wasClean, code, reason = await client.closed
-            self.assertEqual(code, 1001)
-            self.assertIn(h("C0") + ident(2) + b"300", client.received)
-        assertStoppedBy(await server.process.ended, signal.SIGINT)
-        output = server.process.output.decode()
-        self.assertIn("every worker stopped", output)
-        for number, pid in pids.items():
-            self.assertIn(f"worker {number} (pid {pid}) exited with status 0", output)
+        _, ended = await stopWithRequestsInFlight(self, signal.SIGINT)
+        assertStoppedBy(ended, signal.SIGINT)
 
     async def test_reactor(self) -> None:
         """
