@@ -203,9 +203,9 @@ class ChildProcess(ProcessProtocol):
             raise
 
     def kill(self) -> None:
-        """Kill it now if it still runs."""
+        """Kill it now if it still runs (nothing if it never started)."""
         self.expectExit = True
-        if not self.ended:
+        if self.transport is not None and not self.ended:
             try:
                 self.process.signalProcess("KILL")
             except ProcessExitedAlready:

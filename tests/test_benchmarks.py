@@ -15,7 +15,9 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from benchmarks._processes import ChildProcess
 
 ROOT = FilePath(__file__).parent().parent()
 SERVERS = ("webwire", "echo")
@@ -97,3 +99,18 @@ class RoundtripBenchmarkTests(TestCase):
         self.assertEqual(len(summary["startup"]["seconds"]), 1)
         self.assertGreater(summary["startup"]["best"], 0)
         self.assertEqual(report["machine"]["rounds"], 1)
+
+
+class ChildProcessTests(SynchronousTestCase):
+    """The benchmarks' child processes."""
+
+    def test_killNeverStarted(self) -> None:
+        """
+        Killing a child that was never started (a run that failed before
+        starting its load generators cleans up) does nothing, rather than
+        failing the clean-up.
+        """
+        child = ChildProcess("load generator")
+        child.kill()
+        self.assertTrue(child.expectExit)
+        self.assertIsNone(child.pid)
