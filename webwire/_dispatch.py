@@ -179,11 +179,14 @@ class Dispatcher:
         self._handlerFinished = handlerFinished
         self._connection: IConnection | None = None
         self.state = _OPENING
-        self._queue: deque[wire.Message] = deque()
+        # Messages read that wait for a handler slot; made when the first
+        # waits (most connections never queue: idle ones keep less).
+        self._queue: deque[wire.Message] | None = None
         # Handlers running now; those that returned a Deferred are also in
-        # _pending, so that a shutdown can cancel them.
+        # _pending (made when the first does), so that a shutdown can
+        # cancel them.
         self._busy = 0
-        self._pending: set[Deferred[Any]] = set()
+        self._pending: set[Deferred[Any]] | None = None
         self._limit: int | None = None
         # A session request runs inline: nothing else starts meanwhile.
         self._inline = False
@@ -209,7 +212,7 @@ class Dispatcher:
     @property
     def queued(self) -> int:
         """How many messages read wait for a handler slot."""
-        return len(self._queue)
+        return len(self._queue) if self._queue else 0
 
     @property
     def isActive(self) -> bool:
@@ -275,7 +278,7 @@ class Dispatcher:
     def abort(self) -> None:
         """The connection is being aborted: nothing more is handled."""
         self.state = _CLOSED
-        self._queue.clear()
+        self._queue = None
 
     def closed(self) -> bool:
         """
@@ -287,7 +290,7 @@ class Dispatcher:
         self.disconnected = True
         opened = self.state is not _OPENING
         self.state = _CLOSED
-        self._queue.clear()
+        self._queue = None
         return opened
 
     def releaseCloseWaiters(self) -> None:
@@ -337,7 +340,7 @@ class Dispatcher:
 
     def cancelHandlers(self) -> None:
         """Cancel the handlers running now that returned a Deferred."""
-        for handler in list(self._pending):
+        for handler in list(self._pending or ()):
             handler.cancel()
 
     def violation(self, code: int, reason: str) -> None:
@@ -377,6 +380,8 @@ class Dispatcher:
             or self._inline
             or (limit is not None and self._busy >= limit)
         ):
+            if self._queue is None:
+                self._queue = deque()
             self._queue.append(message)
             self._link.updateReading()
         else:
@@ -534,7 +539,7 @@ class Dispatcher:
             onResult(result, message, *extra)
             self._handlerDone()
             return
-        self._pending.add(result)
+        self._pend(result)
         arguments = (message, *extra)
         result.addCallbacks(
             onResult, onFailure, callbackArgs=arguments, errbackArgs=arguments
@@ -575,7 +580,7 @@ class Dispatcher:
             reply = sessions.clientClose(self._link).addCallback(
                 lambda _: wire.encodeReply(identifier, b"", wire.Encoding.BINARY)
             )
-        self._pending.add(reply)
+        self._pend(reply)
         reply.addErrback(self._sessionRequestRefused, message)
         reply.addCallbacks(
             self._sendReply, self._sessionRequestFailed, errbackArgs=(message,)
@@ -736,8 +741,15 @@ class Dispatcher:
 
     # Handlers finishing ---------------------------------------------------
 
+    def _pend(self, handler: Deferred[Any]) -> None:
+        """Keep C{handler} (running) to cancel it if the server must."""
+        if self._pending is None:
+            self._pending = set()
+        self._pending.add(handler)
+
     def _deferredDone(self, result: object, handler: Deferred[Any]) -> None:
-        self._pending.discard(handler)
+        if self._pending is not None:
+            self._pending.discard(handler)
         self._handlerDone()
 
     def _handlerDone(self) -> None:
