@@ -13,10 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from twisted.internet import reactor
-from twisted.internet.defer import gatherResults
+from twisted.internet import inotify, reactor
+from twisted.internet.defer import Deferred, TimeoutError, gatherResults
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
@@ -40,21 +39,45 @@ RUN_TWISTD = ["-c", "from twisted.scripts.twistd import run; run()"]
 
 
 async def waitUntil(
-    condition: Callable[[], _T | None], what: str, within: float = 30.0
+    condition: Callable[[], _T | None],
+    what: str,
+    directory: FilePath[str],
+    within: float = 30.0,
 ) -> _T:
     """
-    Check C{condition} every 50 ms until it returns something true, and
-    return that; fail after C{within} seconds. For what no event announces:
-    a file another process writes, a process that is not a child.
+    Check C{condition} now and each time a file in C{directory} changes
+    (inotify), until it returns something true, and return that; fail after
+    C{within} seconds. For what no event of ours announces: a file another
+    process (a daemon, whose output is not ours to read) writes.
     """
-    deadline = reactor.seconds() + within
-    while True:
+    value = condition()
+    if value:
+        return value
+    found: Deferred[_T] = Deferred()
+
+    def changed(ignored: object, path: FilePath[str], mask: int) -> None:
+        if found.called:
+            return
         value = condition()
         if value:
-            return value
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"no {what} within {within} s")
-        await deferLater(reactor, 0.05)
+            found.callback(value)
+
+    notifier = inotify.INotify(reactor)
+    notifier.startReading()
+    try:
+        notifier.watch(
+            directory,
+            mask=inotify.IN_MODIFY | inotify.IN_CREATE | inotify.IN_MOVED_TO,
+            callbacks=[changed],
+        )
+        changed(None, directory, 0)  # what happened before the watch began
+        found.addTimeout(within, reactor)
+        try:
+            return await found
+        except TimeoutError:
+            raise AssertionError(f"no {what} within {within} s") from None
+    finally:
+        notifier.loseConnection()
 
 
 def readText(path: str) -> str:
@@ -205,7 +228,9 @@ class WorkersTwistdOptionsTests(TestCase):
         daemon = int(readText(pidfile))
         self.addCleanup(self.killed, daemon)
         port, pids = await waitUntil(
-            lambda: workersServing(self.logfile), "worker serving in the log"
+            lambda: workersServing(self.logfile),
+            "worker serving in the log",
+            self.directory,
         )
         self.assertEqual(sorted(pids), [1, 2])
         for number, pid in pids.items():
@@ -240,7 +265,9 @@ class WorkersTwistdOptionsTests(TestCase):
         """
         process = self.spawn("-n", "--pidfile=")
         port, pids = await waitUntil(
-            lambda: workersServing(self.logfile), "worker serving in the log"
+            lambda: workersServing(self.logfile),
+            "worker serving in the log",
+            self.directory,
         )
         for pid in pids.values():
             await askWorker(await connectTo(self, port, pid), 2)
