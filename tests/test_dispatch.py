@@ -18,6 +18,7 @@ from webwire.interfaces import IConnection
 from webwire.logonce import RepeatedEvents
 from webwire.metrics import NULL_OBSERVER
 from webwire.sessions.session import Session
+from webwire.traffic import Traffic
 
 
 class RecordingLink:
@@ -39,9 +40,6 @@ class RecordingLink:
     def isActive(self) -> bool:
         assert self.dispatcher is not None
         return self.dispatcher.isActive
-
-    def sendUnsolicited(self, data: bytes) -> None:
-        self.sent.append(data)
 
     def sendSessionCreated(self, session: Session) -> None:
         self.sent.append(
@@ -100,6 +98,7 @@ class DispatcherTests(SynchronousTestCase):
             self.link,
             self.application,
             NULL_OBSERVER,
+            Traffic(),
             None,
             RepeatedEvents("tcp:client"),
             self.handlerFinished,

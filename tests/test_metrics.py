@@ -13,8 +13,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -30,8 +32,10 @@ from tests.helpers import (
     portNumber,
     rawHTTP,
 )
+from tests.test_server import UPGRADE_REQUEST, LenientStringTransport, maskedFrames
 from tests.test_twistd import LISTEN, TWISTD, startServer
 from webwire import wire
+from webwire.application import Application
 from webwire.conformance import ConformanceApplication
 from webwire.errors import RequestError
 from webwire.guard import LIMIT_WARNING_INTERVAL
@@ -47,6 +51,7 @@ from webwire.options import ServerOptions
 from webwire.router import Router
 from webwire.server import WebWireServerFactory
 from webwire.testing import MemoryServer
+from webwire.traffic import Traffic
 
 ROOT = FilePath(__file__).parent().parent()
 DASHBOARD = ROOT.child("examples").child("grafana-dashboard.json")
@@ -102,23 +107,23 @@ class ObserverTests(SynchronousTestCase):
 
     def test_nullObserverSubclassIsCalled(self) -> None:
         """
-        The do-nothing L{NullObserver} itself is not called per message, but
-        a subclass of it is, like any observer: every message in and out,
-        and every request's name, reply and start time.
+        The do-nothing L{NullObserver} itself is not called per request, but
+        a subclass of it is, like any observer: once per read for the
+        requests of that read answered at once (their names, and when the
+        read began by its C{clock}), and once per request for the rest.
         """
+        reads = iter(range(1, 100))  # the clock is read once per read
 
         class Recording(NullObserver):
             def __init__(self) -> None:
                 self.calls: list[tuple[Any, ...]] = []
 
-            def now(self) -> float:
-                return 12.5
+            @staticmethod
+            def clock() -> float:
+                return float(next(reads))
 
-            def messageIn(self, size: int) -> None:
-                self.calls.append(("in", size))
-
-            def messageOut(self, data: bytes) -> None:
-                self.calls.append(("out", data[:1]))
+            def replied(self, names: list[str], started: float) -> None:
+                self.calls.append(("replied", list(names), started))
 
             def requestDone(
                 self,
@@ -131,19 +136,23 @@ class ObserverTests(SynchronousTestCase):
 
         observer = Recording()
         pair = MemoryServer(ConformanceApplication(), observer=observer).connect()
-        del observer.calls[:]  # the AcceptConf
-        request = echoRequest(1, b"hi")
-        pair.send(request)
-        reply = h("BF") + ident(1) + b"hi"
-        self.assertEqual(pair.replies, [reply])
+        pair.send(echoRequest(1, b"hi"), echoRequest(2, b"ho", "echo-binary"))
+        self.assertEqual(len(pair.replies), 2)
+        pair.send(echoRequest(3, b"x", "no such request"))
+        [notFound] = pair.replies[2:]
         self.assertEqual(
             observer.calls,
             [
-                ("in", len(request)),
-                ("done", "echo", reply, 12.5, False),
-                ("out", h("BF")),
+                # Read 1 was the handshake.
+                ("replied", ["echo", "echo-binary"], 2.0),
+                ("done", "no such request", notFound, 3.0, False),
             ],
         )
+
+    def test_badBuckets(self) -> None:
+        """Bucket bounds must be given, and increase."""
+        for buckets in [(), (0.1, 0.1), (0.2, 0.1)]:
+            self.assertRaises(ValueError, ServerMetrics, None, buckets=buckets)
 
     def test_registryOnce(self) -> None:
         """
@@ -209,6 +218,167 @@ def _router(release: Deferred[None]) -> Router:
         pass
 
     return router
+
+
+class DurationTests(SynchronousTestCase):
+    """
+    Request durations run from the start of the read that brought the
+    request to its reply; the replies made while a read is processed are
+    written, and timed, at its end.
+    """
+
+    def setUp(self) -> None:
+        self.registry = CollectorRegistry()
+        self.clock = Clock()
+        self.metrics = ServerMetrics(self.registry, clock=self.clock.seconds)
+        self.release: Deferred[bytes] = Deferred()
+        test = self
+
+        class Answering(Application):
+            """
+            Answers at once (the synchronous reply path) but for C{wait};
+            knows C{tick}, C{wait} and C{ok}.
+            """
+
+            def knowsRequest(self, name: str) -> bool:
+                return name in ("tick", "wait", "ok")
+
+            def onRequest(
+                self, connection: IConnection, request: wire.Request
+            ) -> bytes | Deferred[bytes]:
+                if request.name == "tick":
+                    test.clock.advance(0.002)
+                elif request.name == "wait":
+                    return test.release
+                elif request.name != "ok":
+                    raise RequestError("UNKNOWN", "no such request")
+                return b"fine"
+
+        self.server = MemoryServer(
+            Answering(),
+            ServerOptions(concurrency=1),
+            clock=MemoryReactorClock(),
+            observer=self.metrics,
+        )
+        self.pair = self.server.connect()
+
+    def sample(self, metric: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(f"webwire_{metric}", labels)
+
+    def assertOneReplyEach(self, names: list[str], seconds: float) -> None:
+        """Each of C{names} was answered once, with a reply that took C{seconds}."""
+        for name in names:
+            self.assertEqual(
+                self.sample("requests_total", name=name, outcome="reply"), 1
+            )
+            self.assertAlmostEqual(
+                self.sample("request_duration_seconds_sum", name=name) or 0, seconds
+            )
+
+    def test_toTheEndOfTheRead(self) -> None:
+        """
+        Requests answered at once during one read all take until its end:
+        three handlers of 2 ms each make three durations of 6 ms.
+        """
+        self.pair.send(*(request(n, "tick") for n in range(3)))
+        self.assertEqual(len(self.pair.replies), 3)
+        self.assertEqual(self.sample("requests_total", name="tick", outcome="reply"), 3)
+        self.assertEqual(self.sample("request_duration_seconds_count", name="tick"), 3)
+        self.assertAlmostEqual(
+            self.sample("request_duration_seconds_sum", name="tick") or 0, 0.018
+        )
+        bucket = "request_duration_seconds_bucket"
+        self.assertEqual(self.sample(bucket, name="tick", le="0.005"), 0)
+        self.assertEqual(self.sample(bucket, name="tick", le="0.01"), 3)
+
+    def test_queuedFromTheirRead(self) -> None:
+        """
+        A request that waits for a handler slot is timed from its read, not
+        from when its handler starts: it is answered outside any read.
+        """
+        self.pair.send(request(1, "wait"), request(2, "ok"))
+        self.assertEqual(self.pair.replies, [])
+        self.clock.advance(0.3)
+        self.release.callback(b"done")
+        self.pair.flush()
+        self.assertEqual(len(self.pair.replies), 2)
+        self.assertOneReplyEach(["wait", "ok"], 0.3)
+
+    def test_requestsInTheHandshakeRead(self) -> None:
+        """
+        Requests that come in the same read as the upgrade request (a
+        client that does not wait for the handshake's answer) are counted
+        and timed like any.
+        """
+        protocol = self.server.factory.buildProtocol(
+            IPv4Address("TCP", "127.0.0.1", 50000)
+        )
+        transport = LenientStringTransport()
+        protocol.makeConnection(transport)
+        frames = maskedFrames(request(1, "tick"), request(2, "ok"))
+        protocol.dataReceived(UPGRADE_REQUEST + frames)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertOneReplyEach(["tick", "ok"], 0.002)
+
+    def test_mixedNames(self) -> None:
+        """
+        One read with several names, some of them unknown, counts each
+        under its own label.
+        """
+        names = ["ok", "tick", "ok", "nope", "ok"]
+        self.pair.send(*(request(n, name) for n, name in enumerate(names)))
+        self.assertEqual(len(self.pair.replies), len(names))
+        self.assertEqual(self.sample("requests_total", name="ok", outcome="reply"), 3)
+        self.assertEqual(self.sample("requests_total", name="tick", outcome="reply"), 1)
+        self.assertEqual(self.sample("requests_total", name=OTHER, outcome="error"), 1)
+        self.assertEqual(self.sample("request_duration_seconds_count", name="ok"), 3)
+        self.assertAlmostEqual(
+            self.sample("request_duration_seconds_sum", name="ok") or 0, 0.006
+        )
+
+
+class TrafficTests(SynchronousTestCase):
+    """
+    Every server counts its messages, their bytes and the signals in its
+    L{Traffic}, whichever way they went: the fast path or Autobahn's, in a
+    read's coalesced write or on their own.
+    """
+
+    def test_bothPaths(self) -> None:
+        """
+        Fast-path frames, a fragmented message (Autobahn's path), replies
+        written during a read and one written outside any, and signals both
+        ways.
+        """
+        release: Deferred[None] = Deferred()
+        server = MemoryServer(_router(release), ServerOptions(sessions=False))
+        pair = server.connect()
+        traffic = server.factory.traffic
+        self.assertIsInstance(traffic, Traffic)
+        received = [request(1, "ok"), request(2, "wait")]
+        pair.send(*received)
+        fragmented = request(3, "ok", b"x" * 100)
+        pair.client.sendMessage(fragmented, isBinary=True, fragmentSize=30)
+        signal = wire.encodeSignal("note", b"hi", wire.Encoding.BINARY)
+        pair.send(signal)
+        received += [fragmented, signal]
+        self.assertEqual(traffic.signalsReceived, 1)
+        pair.connection.signal("back", b"12345")
+        release.callback(None)  # a reply outside any read
+        pair.flush()
+        sent = pair.client.received
+        self.assertEqual(len(sent), 5)  # AcceptConf, 3 replies, the signal
+        self.assertEqual(traffic.messagesReceived, len(received))
+        self.assertEqual(traffic.bytesReceived, sum(map(len, received)))
+        self.assertEqual(traffic.messagesSent, len(sent))
+        self.assertEqual(traffic.bytesSent, sum(map(len, sent)))
+        self.assertEqual(traffic.signalsSent, 1)
+        self.assertEqual(
+            repr(traffic),
+            f"Traffic(bytesReceived={traffic.bytesReceived}, "
+            f"bytesSent={traffic.bytesSent}, messagesReceived=4, messagesSent=5, "
+            "signalsReceived=1, signalsSent=1)",
+        )
 
 
 class ScrapeTests(TestCase):

@@ -49,6 +49,7 @@ from webwire.logonce import RepeatedEvents
 from webwire.metrics import IServerObserver, NullObserver
 from webwire.sessions.registry import SessionChannel, SessionRegistry
 from webwire.sessions.session import Session
+from webwire.traffic import Traffic
 
 __all__ = ["ConnectionState", "Dispatcher", "Link"]
 
@@ -113,14 +114,15 @@ class Dispatcher:
     :ivar connectHookPending: C{True} while the application's
         C{onClientConnected} runs; nothing starts meanwhile.
     :ivar disconnected: C{True} once the connection is closed.
-    :ivar observing: Whether the observer is told of every message: not
+    :ivar observing: Whether the observer is told of every request: not
         the default L{NullObserver}, which does nothing, so its hot calls
-        are skipped.
+        (and the clock reads they need) are skipped.
     """
 
     __slots__ = (
         "_application",
         "_busy",
+        "_clock",
         "_closeCode",
         "_closeReason",
         "_closeWaiters",
@@ -134,9 +136,12 @@ class Dispatcher:
         "_pending",
         "_pumping",
         "_queue",
+        "_readStarted",
+        "_repliedInRead",
         "_sendReply",
         "_sessions",
         "_shuttingDown",
+        "_traffic",
         "_violationCode",
         "_violationReason",
         "connectHookPending",
@@ -153,6 +158,7 @@ class Dispatcher:
         link: Link,
         application: IWebWireServer,
         observer: IServerObserver,
+        traffic: Traffic,
         sessions: SessionRegistry | None,
         events: RepeatedEvents,
         handlerFinished: Callable[[], None],
@@ -160,7 +166,9 @@ class Dispatcher:
         """
         :param link: The transport side of the connection.
         :param application: What handles requests and signals.
-        :param observer: What is told of requests, signals and violations.
+        :param observer: What is told of requests and violations.
+        :param traffic: What the signals handed to the application are
+            counted in.
         :param sessions: The server's sessions, or C{None} without.
         :param events: Where what one message can make happen again and
             again is logged once.
@@ -174,14 +182,23 @@ class Dispatcher:
         self._observer = observer
         # The default observer does nothing: its hot calls are skipped.
         self.observing = type(observer) is not NullObserver
+        self._clock = observer.clock
+        self._traffic = traffic
         self._sessions = sessions
         self._events = events
         self._handlerFinished = handlerFinished
         self._connection: IConnection | None = None
         self.state = _OPENING
-        # Messages read that wait for a handler slot; made when the first
-        # waits (most connections never queue: idle ones keep less).
-        self._queue: deque[wire.Message] | None = None
+        # Messages read that wait for a handler slot, with the start of
+        # their read (see _readStarted); made when the first waits (most
+        # connections never queue: idle ones keep less).
+        self._queue: deque[tuple[wire.Message, float | None]] | None = None
+        # While observing: when the latest read began (by the observer's
+        # clock), what request durations are taken from; and during a
+        # read, the names of the requests of that read answered at once,
+        # told to the observer once their replies are written.
+        self._readStarted: float | None = None
+        self._repliedInRead: list[str] | None = None
         # Handlers running now; those that returned a Deferred are also in
         # _pending (made when the first does), so that a shutdown can
         # cancel them.
@@ -320,7 +337,7 @@ class Dispatcher:
             self._closeCode = code
             self._closeReason = reason
             while self._queue:
-                self._refuse(self._queue.popleft())
+                self._refuse(self._queue.popleft()[0])
             self._link.updateReading()
             if not self._busy:
                 self._link.finishClosing(self._closeCode, self._closeReason)
@@ -335,7 +352,7 @@ class Dispatcher:
         """
         self._shuttingDown = True
         while self._queue:
-            self._dispatch(self._queue.popleft())
+            self._dispatch(*self._queue.popleft())
         self._link.updateReading()
 
     def cancelHandlers(self) -> None:
@@ -368,12 +385,33 @@ class Dispatcher:
 
     # Dispatch -------------------------------------------------------------
 
+    def beginRead(self) -> None:
+        """
+        The link begins to process what one read brought (while open): the
+        requests it completes are timed from now.
+        """
+        if self.observing:
+            self._readStarted = self._clock()
+            self._repliedInRead = []
+
+    def endRead(self) -> None:
+        """
+        The link has processed a read and written what that sent: the
+        observer is told of the requests of that read answered at once.
+        """
+        names = self._repliedInRead
+        if names is not None:
+            self._repliedInRead = None
+            if names:
+                self._observer.replied(names, self._readStarted)  # type: ignore[arg-type]
+
     def received(self, message: wire.Message) -> None:
         """A message was read (and parsed) while the connection is open."""
         # atLimit(), inline: called for every message.
         limit = self._limit
+        started = self._readStarted
         if self._shuttingDown:
-            self._dispatch(message)
+            self._dispatch(message, started)
         elif (
             self._queue
             or self.connectHookPending
@@ -382,14 +420,20 @@ class Dispatcher:
         ):
             if self._queue is None:
                 self._queue = deque()
-            self._queue.append(message)
+            self._queue.append((message, started))
             self._link.updateReading()
         else:
-            self._dispatch(message)
+            self._dispatch(message, started)
             if self._inline or (limit is not None and self._busy >= limit):
                 self._link.updateReading()
 
-    def _dispatch(self, message: wire.Message) -> None:
+    def _dispatch(self, message: wire.Message, started: float | None) -> None:
+        """
+        Handle C{message} now.
+
+        :param started: When the read that brought it began (by the
+            observer's clock), or C{None} if not observing.
+        """
         kind = type(message)
         if kind is wire.Request:
             assert isinstance(message, wire.Request)
@@ -398,7 +442,7 @@ class Dispatcher:
                 self._observer.requestDone(message.name, reply, None)  # metrics
                 self._sendReply(reply)
             else:
-                self._runRequest(message)
+                self._runRequest(message, started)
         elif kind is wire.Signal:
             assert isinstance(message, wire.Signal)
             if not self._shuttingDown:
@@ -431,16 +475,16 @@ class Dispatcher:
         if isinstance(message, (wire.Request, wire.RestoreSession, wire.CloseSession)):
             self._sendReply(_specialReply(message, wire.MessageType.REPLY_SHUTDOWN))
 
-    def _runRequest(self, request: wire.Request) -> None:
+    def _runRequest(self, request: wire.Request, started: float | None) -> None:
         """
         Run the application's request handler. The common case, a plain
         result returned at once, is encoded and sent here; anything else
         (a Deferred, a coroutine, a result of another type, one that cannot
         be encoded) takes the general path of L{_handleOutcome} and
         L{_replyWithResult}, whose checks and logs it gets.
+
+        :param started: See L{_dispatch}.
         """
-        # metrics: the request's duration
-        started = self._observer.now() if self.observing else None
         self._busy += 1
         try:
             result = self._application.onRequest(
@@ -481,13 +525,16 @@ class Dispatcher:
             # The general path says why, and answers with an internal error.
             self._replyWithResult(result, request, started)
         else:
-            if self.observing:
-                self._observer.requestDone(request.name, reply, started)  # metrics
+            names = self._repliedInRead  # metrics
+            if names is not None:  # a request of the read being processed
+                names.append(request.name)
+            elif started is not None:
+                self._observer.requestDone(request.name, reply, started)
             self._sendReply(reply)
         self._handlerDone()
 
     def _runSignal(self, signal: wire.Signal) -> None:
-        self._observer.signalIn()  # metrics
+        self._traffic.signalsReceived += 1
         self._runHandler(
             self._application.onSignal,
             signal,
@@ -778,6 +825,9 @@ class Dispatcher:
         if self._pumping:
             return
         self._pumping = True
+        # Not requests of a read being processed, if there is one: they
+        # were read before.
+        inRead, self._repliedInRead = self._repliedInRead, None
         try:
             while (
                 self._queue
@@ -785,9 +835,10 @@ class Dispatcher:
                 and not self.connectHookPending
                 and not self.atLimit()
             ):
-                self._dispatch(self._queue.popleft())
+                self._dispatch(*self._queue.popleft())
         finally:
             self._pumping = False
+            self._repliedInRead = inRead
         if (
             self.inputEnded
             and self.state is _OPEN

@@ -33,6 +33,10 @@ everything else to Autobahn, unchanged:
     (C{sendData}: Close, Pong, a fallback message) and C{flushWrites} send
     what is held first, so the order on the wire is the order of the
     calls.
+  - B{Counting}: the messages received and sent, and their payload bytes,
+    are added to a L{Traffic} (the factory's C{traffic}, if it has one)
+    once per read and once per coalesced write, in place of Autobahn's
+    traffic statistics; Autobahn's path counts each message.
 
 Autobahn's C{'message'} observers (C{fire}) do not see the frames of the
 fast path, and neither does its debug line per read and per write. Per
@@ -53,6 +57,8 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from autobahn.websocket.utf8validator import Utf8Validator
 from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]
+
+from webwire.traffic import Traffic
 
 __all__ = ["FastPathProtocol", "frameBinary", "unmask"]
 
@@ -155,9 +161,19 @@ class FastPathProtocol(WebSocketServerProtocol):
         maxFramePayloadSize: int
 
     _fastHeld: list[bytes] | None = None
-    """Frames held until the read being processed is done, or C{None}."""
+    """
+    Frames held until the read being processed is done, or C{None}: a
+    header and a payload for each message.
+    """
     _fastMessage: bytes | None = None
     """The payload being delivered through C{onMessageEnd}."""
+    _reading = False
+    """Whether a read is being processed."""
+    traffic: Traffic
+    """
+    What this connection's messages are counted in: its factory's
+    C{traffic} if that is a L{Traffic}, else one of its own.
+    """
 
     # Memory per connection -------------------------------------------------
 
@@ -168,6 +184,8 @@ class FastPathProtocol(WebSocketServerProtocol):
         autobahn.send_queue = _SendQueue()
         if not autobahn.utf8validateIncoming:
             autobahn.utf8validator = _IDLE_VALIDATOR
+        traffic = getattr(self.factory, "traffic", None)
+        self.traffic = traffic if isinstance(traffic, Traffic) else Traffic()
 
     def _onOpen(self) -> None:
         for name in _HANDSHAKE_LEFTOVERS:
@@ -197,19 +215,38 @@ class FastPathProtocol(WebSocketServerProtocol):
         self._dataReceived(data)
 
     def _dataReceived(self, data: bytes) -> None:
-        if self.state != _OPEN or self._fastHeld is not None:
-            # The opening handshake (its writes are not held), closing, or
-            # a read within a read (the outer one writes what is held).
+        if self._reading:
+            # A read within a read: the outer one ends it (and writes what
+            # is held).
             self._fastReceive(data)
             return
-        held: list[bytes] = []
+        self._reading = True
+        # Held only while open: the opening handshake's writes are not.
+        held: list[bytes] | None = [] if self.state == _OPEN else None
         self._fastHeld = held
+        self.beforeRead()
         try:
             self._fastReceive(data)
         finally:
             self._fastHeld = None
-            if held:
-                self._fastWrite(held)
+            self._reading = False
+            try:
+                if held:
+                    self._fastWrite(held)
+            finally:
+                self.afterRead()
+
+    def beforeRead(self) -> None:
+        """
+        Called before what one read brought is processed (not for a read
+        within a read): override to act per read.
+        """
+
+    def afterRead(self) -> None:
+        """
+        Called once what one read brought is processed and what that sent
+        is written (see L{beforeRead}).
+        """
 
     def _fastReceive(self, data: bytes) -> None:
         if not self._fastReadable():
@@ -233,61 +270,71 @@ class FastPathProtocol(WebSocketServerProtocol):
         # Whether what is left is the beginning of a frame the fast path
         # reads once it is complete.
         incomplete = True
-        while position < size:
-            if data[position] != _FIN_BINARY:
-                incomplete = False
-                break
-            if size - position < 2:
-                break
-            second = data[position + 1]
-            if second < 0x80:
-                incomplete = False  # unmasked: a violation
-                break
-            length = second & 0x7F
-            if length < 126:
-                start = position + 6
-            elif length == 126:
-                if size - position < 4:
+        # Counted here, added to the traffic once the read is done.
+        received = receivedBytes = 0
+        try:
+            while position < size:
+                if data[position] != _FIN_BINARY:
+                    incomplete = False
                     break
-                length = int.from_bytes(data[position + 2 : position + 4], "big")
+                if size - position < 2:
+                    break
+                second = data[position + 1]
+                if second < 0x80:
+                    incomplete = False  # unmasked: a violation
+                    break
+                length = second & 0x7F
                 if length < 126:
-                    incomplete = False  # not minimal: a violation
+                    start = position + 6
+                elif length == 126:
+                    if size - position < 4:
+                        break
+                    length = int.from_bytes(data[position + 2 : position + 4], "big")
+                    if length < 126:
+                        incomplete = False  # not minimal: a violation
+                        break
+                    start = position + 8
+                else:
+                    incomplete = False  # a 64-bit length
                     break
-                start = position + 8
-            else:
-                incomplete = False  # a 64-bit length
-                break
-            if length > limit:
-                incomplete = False  # too large: discarded as it arrives
-                break
-            end = start + length
-            if end > size:
-                break
-            if length > _INT_UNMASK_LIMIT:
-                payload = unmask(data[start:end], data[start - 4 : start])
-            else:
-                # unmask(), inline: most frames are small.
-                key = data[start - 4 : start] * ((length + 3) >> 2)
-                payload = (
-                    fromBytes(data[start:end], "little")
-                    ^ fromBytes(key[:length], "little")
-                ).to_bytes(length, "little")
-            position = end
-            self._fastMessage = payload
-            try:
-                self.onMessageEnd()
-            finally:
-                self._fastMessage = None
-            # What a message can change of the conditions of _fastReadable
-            # (the rest is settled by the handshake or Autobahn's options).
-            if (
-                autobahn.state != _OPEN
-                or autobahn.failedByMe
-                or autobahn.current_frame is not None
-                or autobahn.inside_message
-            ):
-                incomplete = False
-                break
+                if length > limit:
+                    incomplete = False  # too large: discarded as it arrives
+                    break
+                end = start + length
+                if end > size:
+                    break
+                if length > _INT_UNMASK_LIMIT:
+                    payload = unmask(data[start:end], data[start - 4 : start])
+                else:
+                    # unmask(), inline: most frames are small.
+                    key = data[start - 4 : start] * ((length + 3) >> 2)
+                    payload = (
+                        fromBytes(data[start:end], "little")
+                        ^ fromBytes(key[:length], "little")
+                    ).to_bytes(length, "little")
+                position = end
+                received += 1
+                receivedBytes += length
+                self._fastMessage = payload
+                try:
+                    self.onMessageEnd()
+                finally:
+                    self._fastMessage = None
+                # What a message can change of the conditions of _fastReadable
+                # (the rest is settled by the handshake or Autobahn's options).
+                if (
+                    autobahn.state != _OPEN
+                    or autobahn.failedByMe
+                    or autobahn.current_frame is not None
+                    or autobahn.inside_message
+                ):
+                    incomplete = False
+                    break
+        finally:
+            if received:
+                traffic = self.traffic
+                traffic.messagesReceived += received
+                traffic.bytesReceived += receivedBytes
         if position == size:
             return
         rest = data[position:] if position else data
@@ -306,6 +353,13 @@ class FastPathProtocol(WebSocketServerProtocol):
         self._fastMessage = None
         self.message_data = None  # type: ignore[assignment]
         self.onMessage(payload, True)
+
+    def _onMessage(self, payload: bytes, isBinary: bool) -> None:
+        # A message Autobahn read (the fast path's are counted per read).
+        traffic = self.traffic
+        traffic.messagesReceived += 1
+        traffic.bytesReceived += len(payload)
+        super()._onMessage(payload, isBinary)
 
     # Sending --------------------------------------------------------------
 
@@ -339,12 +393,19 @@ class FastPathProtocol(WebSocketServerProtocol):
             held = self._fastHeld
             if held is None:
                 autobahn.transport.write(header + payload)
-            else:
+                self._countSent(n)
+            else:  # counted when written
                 held.append(header)
                 held.append(payload)
             return
         self.flushWrites()
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+        self._countSent(n)
+
+    def _countSent(self, size: int) -> None:
+        traffic = self.traffic
+        traffic.messagesSent += 1
+        traffic.bytesSent += size
 
     def sendData(
         self, data: bytes, sync: bool = False, chopsize: int | None = None
@@ -365,5 +426,9 @@ class FastPathProtocol(WebSocketServerProtocol):
             self._fastWrite(data)
 
     def _fastWrite(self, frames: list[bytes]) -> None:
+        """Write held C{frames} (headers and payloads) and count them."""
         transport: Any = self.transport
         transport.write(b"".join(frames))
+        traffic = self.traffic
+        traffic.messagesSent += len(frames) >> 1
+        traffic.bytesSent += sum(map(len, frames[1::2]))

@@ -266,9 +266,18 @@ class WebWireServerProtocol(FastPathProtocol):
         """
         self.sendUnsolicited(_SESSION_CLOSED)
 
+    def sendSignal(self, data: bytes) -> None:
+        """
+        Send an encoded signal now, and count it.
+
+        :raises Disconnected: If the connection is closed.
+        """
+        self.sendUnsolicited(data)
+        self.traffic.signalsSent += 1
+
     def sendUnsolicited(self, data: bytes) -> None:
         """
-        Send an encoded signal or session notification now.
+        Send an encoded message that answers no request now.
 
         :raises Disconnected: If the connection is closed.
         """
@@ -295,6 +304,7 @@ class WebWireServerProtocol(FastPathProtocol):
             self,
             factory.application,
             factory.observer,
+            factory.traffic,
             factory.sessions,
             self.events,
             partial(factory.handlerFinished, self),
@@ -332,6 +342,12 @@ class WebWireServerProtocol(FastPathProtocol):
         if self._streamBroken or self._lingering:
             return  # read only to see the client's close
         super()._dataReceived(data)
+
+    def beforeRead(self) -> None:
+        self.dispatcher.beginRead()
+
+    def afterRead(self) -> None:
+        self.dispatcher.endRead()
 
     def _closeConnection(self, abort: bool = False) -> None:
         """
@@ -468,7 +484,6 @@ class WebWireServerProtocol(FastPathProtocol):
         )
         self.dispatcher.open(self.connection, factory.options.concurrency)
         self.sendMessage(factory.acceptConf, isBinary=True)
-        factory.observer.messageOut(factory.acceptConf)  # metrics
         if getattr(self.transport, "producer", None) is not None:
             # Taken over from a twisted.web channel (WebWireResource), which
             # registered itself as the transport's producer and is gone now.
@@ -488,8 +503,6 @@ class WebWireServerProtocol(FastPathProtocol):
         factory = self.factory
         self._lastRead = factory.reactor.seconds()
         dispatcher = self.dispatcher
-        if dispatcher.observing:
-            factory.observer.messageIn(len(payload))  # metrics
         if dispatcher.inputEnded or dispatcher.state is not _OPEN:
             return
         if not isBinary:
@@ -591,8 +604,6 @@ class WebWireServerProtocol(FastPathProtocol):
                 self.factory.observer.sendBufferCutOff()  # metrics
                 self._abort()
                 raise Disconnected(f"connection to {self.peer} dropped: not reading")
-        if self.dispatcher.observing:
-            self.factory.observer.messageOut(data)  # metrics
         try:
             self.sendMessage(data, isBinary=True)
         except _SocketClosed as e:

@@ -90,7 +90,7 @@ class _Channel(SessionChannel, Protocol):
     @property
     def events(self) -> RepeatedEvents: ...
 
-    def sendUnsolicited(self, data: bytes) -> None: ...
+    def sendSignal(self, data: bytes) -> None: ...
 
     def closeGracefully(self, code: int, reason: str) -> Deferred[None]: ...
 
@@ -134,7 +134,7 @@ class Connection:
         Send a signal to the client at once (see L{IConnection.signal}).
         """
         size = self._channel.messageBufferSize
-        self._channel.sendUnsolicited(encodeSignal(name, payload, encoding, size))
+        self._channel.sendSignal(encodeSignal(name, payload, encoding, size))
 
     def sendEncoded(self, data: bytes) -> None:
         """
@@ -143,7 +143,7 @@ class Connection:
 
         :raises webwire.errors.Disconnected: If the connection is closed.
         """
-        self._channel.sendUnsolicited(data)
+        self._channel.sendSignal(data)
 
     @property
     def events(self) -> RepeatedEvents:

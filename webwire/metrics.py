@@ -19,11 +19,21 @@ C{twistd webwire --metrics tcp:9100:interface=127.0.0.1} does the same and
 serves C{/metrics} on that endpoint, with the process collectors
 (L{newRegistry}).
 
-Counting costs little where it happens: the hot path only adds to plain
-integers (Twisted runs it on one thread); the Prometheus metric families
-are made when a scrape asks for them (a custom collector, see
-L{ServerMetrics.collect}), and the gauges (open connections, running
-handlers, active sessions) are read from the servers then.
+Counting costs little where it happens. Messages, bytes and signals are
+counted by every server anyway (its L{webwire.traffic.Traffic}, a few
+additions per read and per write). Requests answered at once, the common
+case, are told to the observer once per read (L{IServerObserver.replied}):
+one clock read at the start of a read and one at its end, whatever the
+number of requests in it. The rest only adds to plain integers (Twisted
+runs it on one thread); the Prometheus metric families are made when a
+scrape asks for them (a custom collector, see L{ServerMetrics.collect}),
+and the gauges (open connections, running handlers, active sessions) and
+the traffic are read from the servers then.
+
+A request's duration runs from the start of the read that brought it to
+its reply: it includes the time it waited for a handler slot. Replies made
+while a read is processed are timed at its end, which is when they are
+written (together, in one write) once the connection is open.
 
 Label values never come from clients unchecked: a request name is a label
 only if an allow-list (C{requestNames}) or the served application knows it
@@ -36,6 +46,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import (
@@ -57,7 +68,7 @@ from twisted.application.service import IService
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from webwire import wire
 from webwire._constants import (
@@ -140,27 +151,37 @@ _OUTCOME_OF_REPLY: Final[dict[int, str]] = {
     wire.MessageType.REPLY_INTERNAL_ERROR: "internal_error",
     wire.MessageType.REPLY_SHUTDOWN: "shutdown",
 }
-_SIGNAL_TYPES: Final[frozenset[int]] = frozenset(
-    {
-        wire.MessageType.SIGNAL_BINARY,
-        wire.MessageType.SIGNAL_UTF8,
-        wire.MessageType.SIGNAL_UTF16,
-    }
+
+
+_TRAFFIC_COUNTERS: Final = (
+    ("signals_received", "Client signals handed on.", "signalsReceived"),
+    ("signals_sent", "Signals sent to clients.", "signalsSent"),
+    ("messages_received", "WebSocket messages received.", "messagesReceived"),
+    ("messages_sent", "WebWire messages sent.", "messagesSent"),
+    ("received_bytes", "Bytes of WebSocket messages received.", "bytesReceived"),
+    ("sent_bytes", "Bytes of WebWire messages sent.", "bytesSent"),
 )
+"""The counters read from the servers' L{webwire.traffic.Traffic}: each
+metric's name (without C{webwire_} and C{_total}), its help, the attribute."""
 
 
 class IServerObserver(Interface):
     """
     What a WebWire server reports as it runs. Every method is called on the
     reactor thread and must return quickly without raising; those marked
-    hot are called for every message.
+    hot are called for every request.
     """
 
     def attach(server: WebWireServerFactory) -> None:
         """C{server} reports here from now on (called once per server)."""
 
-    def now() -> float:
-        """Hot: a time in seconds, for L{requestDone}'s C{started}."""
+    clock = Attribute(
+        """
+        Hot: a callable that returns a time in seconds (a float), what
+        request handlers' start times are taken with (L{replied},
+        L{requestDone}). Read once per connection.
+        """
+    )
 
     def connectionOpened() -> None:
         """A WebSocket connection was accepted (its handshake completed)."""
@@ -168,23 +189,27 @@ class IServerObserver(Interface):
     def handshakeRefused(reason: str) -> None:
         """A handshake was refused; C{reason} is one of L{REFUSALS}."""
 
-    def messageIn(size: int) -> None:
-        """Hot: a WebSocket message of C{size} bytes arrived."""
-
-    def messageOut(data: bytes) -> None:
-        """Hot: the encoded WebWire message C{data} is sent."""
-
-    def signalIn() -> None:
-        """Hot: a client signal is handed to the application."""
+    def replied(names: list[str], started: float) -> None:
+        """
+        Hot, once per read: the requests C{names} (one name per request),
+        read in a read of one connection that began when L{clock} said
+        C{started}, are answered with replies (not errors) that their
+        handlers returned at once, not in Deferreds; those replies are
+        written now. This common case is told in one call per read, so
+        that it costs least; it is what L{requestDone} would be told of,
+        once per request, with such replies.
+        """
 
     def requestDone(
         name: str, reply: bytes, started: float | None, cancelled: bool = False
     ) -> None:
         """
-        Hot: request C{name} is answered with the encoded C{reply}.
+        Request C{name} is answered with the encoded C{reply}, in any way
+        but L{replied}'s.
 
-        :param started: What L{now} said when its handler was called; C{None}
-            if no handler was (a shutdown reply).
+        :param started: What L{clock} said when the read that brought the
+            request began; C{None} if no handler was called (a shutdown
+            reply).
         :param cancelled: Whether the handler was cancelled.
         """
 
@@ -220,8 +245,7 @@ class NullObserver:
     def attach(self, server: WebWireServerFactory) -> None:
         pass
 
-    def now(self) -> float:
-        return 0.0
+    clock = staticmethod(time.perf_counter)
 
     def connectionOpened(self) -> None:
         pass
@@ -229,13 +253,7 @@ class NullObserver:
     def handshakeRefused(self, reason: str) -> None:
         pass
 
-    def messageIn(self, size: int) -> None:
-        pass
-
-    def messageOut(self, data: bytes) -> None:
-        pass
-
-    def signalIn(self) -> None:
+    def replied(self, names: list[str], started: float) -> None:
         pass
 
     def requestDone(
@@ -290,13 +308,40 @@ def refusalReason(protocol: WebWireServerProtocol, code: int) -> str:
 
 
 class _Durations:
-    """One request name's histogram: counts per bucket (not cumulative)."""
+    """
+    A histogram of durations: counts per bucket (not cumulative) and their
+    sum.
+    """
 
-    __slots__ = ("counts", "total")
+    __slots__ = ("bounds", "counts", "first", "total")
 
-    def __init__(self, buckets: int) -> None:
-        self.counts = [0] * (buckets + 1)  # the last one is +Inf
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        """:param bounds: Increasing upper bounds, at least one, without +Inf."""
+        self.bounds = bounds
+        self.first = bounds[0]
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one duration."""
+        # Most durations are in the first bucket: no search for them.
+        if seconds <= self.first:
+            self.counts[0] += 1
+        else:
+            self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    @property
+    def count(self) -> int:
+        """How many durations were counted."""
+        return sum(self.counts)
+
+    def add(self, other: _Durations) -> _Durations:
+        """A new histogram with the counts of both (the same bounds)."""
+        both = _Durations(self.bounds)
+        both.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        both.total = self.total + other.total
+        return both
 
 
 @implementer(IServerObserver)
@@ -336,30 +381,33 @@ class ServerMetrics:
         :param requestNames: The request names that are labels as they are;
             if omitted, those the served applications know (their
             C{knowsRequest(name)} method). Any other name is L{OTHER}.
-        :param clock: Seconds, for request durations.
+        :param clock: Seconds, for request durations (its C{clock}).
         :param buckets: Increasing upper bounds (seconds) of the duration
-            histogram's buckets, without +Inf.
-        :raises ValueError: If C{registry} has these metrics already.
+            histogram's buckets, at least one, without +Inf.
+        :raises ValueError: If C{registry} has these metrics already, or
+            C{buckets} are not increasing.
         """
+        bounds = tuple(float(bound) for bound in buckets)
+        if not bounds or any(a >= b for a, b in pairwise(bounds)):
+            raise ValueError(f"bucket bounds must increase, at least one: {buckets!r}")
         self._allowed = frozenset(requestNames) if requestNames is not None else None
-        self._clock = clock
-        self._bounds = tuple(buckets)
+        self.clock = clock
+        self._bounds = bounds
         self._servers: list[WebWireServerFactory] = []
         self._labels: dict[str, str] = {}
+        # Requests answered through requestDone, by label and outcome, and
+        # their durations by label; those answered through replied (all
+        # with the outcome "reply") are counted only in their durations,
+        # by label, and added at a scrape.
         self._requests: dict[tuple[str, str], int] = {}
         self._durations: dict[str, _Durations] = {}
+        self._replied: dict[str, _Durations] = {}
         self._refused = dict.fromkeys(REFUSALS, 0)
         self._restoreFailures = dict.fromkeys(RESTORE_FAILURES, 0)
         self._clusterFailures = dict.fromkeys(CLUSTER_OPERATIONS, 0)
         self._managerFailures = dict.fromkeys(SESSION_MANAGER_OPERATIONS, 0)
         self._violations: dict[int, int] = dict.fromkeys(VIOLATION_CODES, 0)
         self.accepted = 0
-        self.messagesIn = 0
-        self.bytesIn = 0
-        self.messagesOut = 0
-        self.bytesOut = 0
-        self.signalsIn = 0
-        self.signalsOut = 0
         self.cutOffs = 0
         self.sessionsCreated = 0
         self.sessionsRestored = 0
@@ -373,45 +421,36 @@ class ServerMetrics:
     def attach(self, server: WebWireServerFactory) -> None:
         self._servers.append(server)
 
-    def now(self) -> float:
-        return self._clock()
-
     def connectionOpened(self) -> None:
         self.accepted += 1
 
     def handshakeRefused(self, reason: str) -> None:
         self._refused[reason] = self._refused.get(reason, 0) + 1
 
-    def messageIn(self, size: int) -> None:
-        self.messagesIn += 1
-        self.bytesIn += size
-
-    def messageOut(self, data: bytes) -> None:
-        self.messagesOut += 1
-        self.bytesOut += len(data)
-        if data[0] in _SIGNAL_TYPES:
-            self.signalsOut += 1
-
-    def signalIn(self) -> None:
-        self.signalsIn += 1
+    def replied(self, names: list[str], started: float) -> None:
+        seconds = self.clock() - started
+        # Mostly, the requests of a read have one name, already a label.
+        first = names[0]
+        durations = self._replied.get(first)
+        if durations is None or (n := len(names)) > 1 and names.count(first) != n:
+            for name in names:
+                self._histogramOf(self._replied, self._labelOf(name)).observe(seconds)
+            return
+        if seconds <= durations.first:
+            durations.counts[0] += n
+        else:
+            durations.counts[bisect_left(durations.bounds, seconds)] += n
+        durations.total += seconds * n
 
     def requestDone(
         self, name: str, reply: bytes, started: float | None, cancelled: bool = False
     ) -> None:
-        label = self._labels.get(name)
-        if label is None:
-            label = self._label(name)
+        label = self._labelOf(name)
         outcome = "cancelled" if cancelled else _OUTCOME_OF_REPLY.get(reply[0], "reply")
         key = (label, outcome)
         self._requests[key] = self._requests.get(key, 0) + 1
-        if started is None:
-            return
-        seconds = self._clock() - started
-        durations = self._durations.get(label)
-        if durations is None:
-            durations = self._durations[label] = _Durations(len(self._bounds))
-        durations.counts[bisect_left(self._bounds, seconds)] += 1
-        durations.total += seconds
+        if started is not None:
+            self._histogramOf(self._durations, label).observe(self.clock() - started)
 
     def violation(self, code: int) -> None:
         self._violations[code] = self._violations.get(code, 0) + 1
@@ -438,6 +477,18 @@ class ServerMetrics:
         self._managerFailures[operation] = self._managerFailures.get(operation, 0) + 1
 
     # Labels -----------------------------------------------------------------
+
+    def _labelOf(self, name: str) -> str:
+        """The label of a request name: itself if allowed, else L{OTHER}."""
+        label = self._labels.get(name)
+        return label if label is not None else self._label(name)
+
+    def _histogramOf(self, histograms: dict[str, _Durations], label: str) -> _Durations:
+        """The histogram of C{label} in C{histograms}, made if it has none."""
+        durations = histograms.get(label)
+        if durations is None:
+            durations = histograms[label] = _Durations(self._bounds)
+        return durations
 
     def _label(self, name: str) -> str:
         """
@@ -484,7 +535,11 @@ class ServerMetrics:
             "Requests answered, by name and outcome.",
             labels=["name", "outcome"],
         )
-        for (name, outcome), count in sorted(self._requests.items()):
+        counts = dict(self._requests)
+        for label, durations in self._replied.items():
+            key = (label, "reply")
+            counts[key] = counts.get(key, 0) + durations.count
+        for (name, outcome), count in sorted(counts.items()):
             requests.add_metric([name, outcome], count)
         yield requests
         yield self._histogram()
@@ -493,16 +548,10 @@ class ServerMetrics:
             "Request and signal handlers running now.",
             sum(s.runningHandlers for s in servers),
         )
-        yield _counter("signals_received", "Client signals handed on.", self.signalsIn)
-        yield _counter("signals_sent", "Signals sent to clients.", self.signalsOut)
-        yield _counter(
-            "messages_received", "WebSocket messages received.", self.messagesIn
-        )
-        yield _counter("messages_sent", "WebWire messages sent.", self.messagesOut)
-        yield _counter(
-            "received_bytes", "Bytes of WebSocket messages received.", self.bytesIn
-        )
-        yield _counter("sent_bytes", "Bytes of WebWire messages sent.", self.bytesOut)
+        traffic = [s.traffic for s in servers]
+        for name, documentation, attribute in _TRAFFIC_COUNTERS:
+            count = sum(getattr(t, attribute) for t in traffic)
+            yield _counter(name, documentation, count)
         yield _gauge(
             "sessions_active",
             "Sessions held by at least one connection now.",
@@ -551,11 +600,15 @@ class ServerMetrics:
     def _histogram(self) -> HistogramMetricFamily:
         family = HistogramMetricFamily(
             "webwire_request_duration_seconds",
-            "Seconds from a request's handler call to its reply, by name.",
+            "Seconds from reading a request to its reply, by name.",
             labels=["name"],
         )
         bounds = [_bound(b) for b in self._bounds] + ["+Inf"]
-        for name, durations in sorted(self._durations.items()):
+        histograms = dict(self._durations)
+        for label, replied in self._replied.items():
+            general = histograms.get(label)
+            histograms[label] = replied if general is None else general.add(replied)
+        for name, durations in sorted(histograms.items()):
             cumulative = 0
             buckets = []
             for bound, count in zip(bounds, durations.counts, strict=True):

@@ -38,6 +38,7 @@ from webwire.metrics import NULL_OBSERVER, IServerObserver
 from webwire.options import ServerOptions
 from webwire.sessions.keys import RandomKeyGenerator
 from webwire.sessions.registry import SessionRegistry
+from webwire.traffic import Traffic
 
 __all__ = ["WebWireServerFactory", "WebWireServerProtocol"]
 
@@ -58,6 +59,8 @@ class WebWireServerFactory(WebSocketServerFactory):
     :ivar options: The L{ServerOptions} in force.
     :ivar cluster: The L{ICluster} that reaches connections beyond one.
     :ivar observer: The L{webwire.metrics.IServerObserver} told what happens.
+    :ivar traffic: The L{Traffic} of every connection: messages, bytes and
+        signals received and sent since the server was made.
     """
 
     protocol = WebWireServerProtocol  # type: ignore[assignment]
@@ -104,6 +107,7 @@ class WebWireServerFactory(WebSocketServerFactory):
         self.observer: IServerObserver = (
             observer if observer is not None else NULL_OBSERVER
         )
+        self.traffic = Traffic()
         self.options = options if options is not None else ServerOptions()
         if cluster is None:
             cluster = LocalCluster()
