@@ -1,36 +1,47 @@
 """
-What Prometheus metrics cost the server: the same C{twistd webwire} with
-and without C{--metrics}, loaded alike.
+What Prometheus metrics cost the server: the same server with and without
+its metrics, loaded alike.
 
 Run from the repository root::
 
-    python -m benchmarks.metricscost            # about a minute
-    python -m benchmarks.metricscost --rounds 5 --seconds 5
+    python -m benchmarks.metricscost            # about two minutes
+    python -m benchmarks.metricscost --instances 3 --rounds 4 --seconds 5
 
-Both servers run as L{benchmarks.roundtrip} runs its own (C{twistd -n
-webwire --sessions memory}, pinned to the same CPU, loaded from other
-processes by its raw-socket generators); one of them also serves
-C{/metrics} on a port of its own. Rounds alternate between the two at
-16 connections x 8 requests in flight (64 bytes), and the best round of
-each is kept. The headline is server CPU microseconds per request, and
-the cost of metrics is the ratio of the two, minus one.
+The server is what C{twistd -n webwire --sessions memory --metrics
+tcp:0:interface=127.0.0.1} serves, made by the same C{makeService} (see
+L{benchmarks._meteredserver}), pinned to one CPU as L{benchmarks.roundtrip}
+pins its own, and loaded from other processes by that benchmark's
+raw-socket generators at 16 connections x 8 requests in flight, 64 bytes.
+The headline is server CPU microseconds per request.
+
+Two processes running the very same code differ by a few per cent (where
+their objects landed in memory, which caches they share): more than the
+cost being measured, which two processes, one with C{--metrics} and one
+without, therefore cannot show. So each server process is measured both
+ways: its metrics are switched off and on between windows (the generators
+connect anew for each window, and a connection reports to what its server
+had when it was accepted), in an order that alternates from round to
+round. Each process keeps its best window each way (the least CPU per
+request); its cost of metrics is the ratio of the two, minus one. The
+benchmark runs C{--instances} such processes, all with one hash seed
+(C{PYTHONHASHSEED}), and reports the median of their costs and the
+spread: how far apart they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 from typing import Any
 
 from twisted.internet.task import react
 
 from benchmarks._common import BenchmarkError, logWarnings, report
-from benchmarks._processes import START_TIMEOUT, ChildProcess
+from benchmarks._processes import START_TIMEOUT, ChildProcess, freePort
 from benchmarks.roundtrip import (
-    _PORT,
-    LISTEN,
     SATURATION,
-    TWISTD,
     Bench,
     Result,
     Server,
@@ -38,80 +49,120 @@ from benchmarks.roundtrip import (
     line,
 )
 
-PLAIN, METERED = "webwire", "webwire+metrics"
+OFF, ON = "metrics off", "metrics on"
+
+
+def summarise(bests: list[dict[str, float]]) -> dict[str, Any]:
+    """
+    The cost of metrics from each process's best CPU per request each way.
+
+    :param bests: One per process: microseconds per request, its best
+        window with metrics L{OFF} and L{ON}.
+    :returns: C{costs} (each process's: on over off, minus one), C{cost}
+        (their median), C{off} and C{on} (the medians of the processes'
+        figures).
+    :raises BenchmarkError: If a figure is missing or 0.
+    """
+    if not bests or not all(best.get(OFF) and best.get(ON) for best in bests):
+        raise BenchmarkError("no CPU time was measured: use a longer --seconds")
+    costs = [best[ON] / best[OFF] - 1 for best in bests]
+    return {
+        "costs": costs,
+        "cost": statistics.median(costs),
+        "off": statistics.median(best[OFF] for best in bests),
+        "on": statistics.median(best[ON] for best in bests),
+    }
 
 
 class MetricsBench(Bench):
-    """A L{Bench} whose servers are C{twistd webwire}, with metrics or not."""
+    """A L{Bench} whose servers switch their metrics on and off."""
 
     async def startServer(self, name: str) -> Server:
-        argv = [sys.executable, *TWISTD, "webwire", "--listen", LISTEN]
-        argv += ["--sessions", "memory"]
-        if name == METERED:
-            argv += ["--metrics", "tcp:0:interface=127.0.0.1"]
-        child = self.children.spawn(ChildProcess(name, self.lost), argv)
+        port = freePort()
+        argv = [sys.executable, "-m", "benchmarks._meteredserver", str(port)]
+        env = dict(os.environ, PYTHONHASHSEED=str(self.opts.hash_seed))
+        child = self.children.spawn(ChildProcess(name, self.lost), argv, env)
         assert child.pid is not None
         self.pin(child.pid, self.serverCpus)
-        # The metrics port logs its own "Site starting on" line: the
-        # WebWire site is the one that logs the start-up summary after it.
-        await child.waitFor("serving ", START_TIMEOUT, self.reactor)
-        port = None
-        for output in child.lines:
-            match = _PORT["webwire"].search(output)
-            if match is not None and port is None:
-                port = int(match.group(1))
-        assert port is not None
+        await child.waitFor(f"listening {port}", START_TIMEOUT, self.reactor)
         return Server(name, child, port)
+
+    async def switch(self, server: Server, metrics: str) -> None:
+        """Switch C{server}'s metrics L{ON} or L{OFF} for new connections."""
+        server.child.tell(metrics)
+        await server.child.waitFor(metrics, START_TIMEOUT, self.reactor)
 
     async def startGenerators(
         self, server: Server, load: Any, generators: int, **extra: Any
     ) -> list[ChildProcess]:
-        # Both are WebWire servers to the generators (AcceptConf first).
-        alike = Server(PLAIN, server.child, server.port)
+        # A WebWire server to the generators (AcceptConf first).
+        alike = Server("webwire", server.child, server.port)
         return await super().startGenerators(alike, load, generators, **extra)
 
     async def stopServer(self, server: Server) -> None:
-        await server.child.stop(self.reactor, "TERM")
+        await server.child.stop(self.reactor, None)
 
 
 async def run(bench: MetricsBench) -> dict[str, Any]:
+    opts = bench.opts
     load = SATURATION[0]
-    servers = {name: await bench.startServer(name) for name in (PLAIN, METERED)}
-    rounds: dict[str, list[Result]] = {PLAIN: [], METERED: []}
-    for _ in range(bench.opts.rounds):
-        for name in (PLAIN, METERED):  # alternate, so drift hits both alike
-            rounds[name].append(await bench.measure(servers[name], load))
-    chosen = {name: best(rounds[name]) for name in rounds}
-    report(f"saturation, {load.name}:")
-    for result in chosen.values():
-        report(line(result))
-    for server in servers.values():
+    servers = [
+        await bench.startServer(f"server {n + 1}") for n in range(opts.instances)
+    ]
+    windows: list[dict[str, list[Result]]] = [{OFF: [], ON: []} for _ in servers]
+    for number in range(opts.rounds):
+        ways = (OFF, ON) if number % 2 == 0 else (ON, OFF)
+        for server, measured in zip(servers, windows, strict=True):
+            for way in ways:  # drift hits both ways alike
+                await bench.switch(server, way)
+                measured[way].append(await bench.measure(server, load))
+    for server in servers:
         await bench.stopServer(server)
-    plain = chosen[PLAIN].serverCpuPerRequest
-    metered = chosen[METERED].serverCpuPerRequest
-    if not plain or metered is None:
-        raise BenchmarkError("no CPU time was measured: use a longer --seconds")
-    cost = metered / plain - 1
+    report(f"saturation, {load.name}, the best window of each process each way:")
+    bests = []
+    for measured in windows:
+        best = {}
+        for way in (OFF, ON):
+            chosen = fastest(measured[way])
+            report(line(chosen) + f"  ({way})")
+            if chosen.serverCpuPerRequest is not None:
+                best[way] = chosen.serverCpuPerRequest
+        bests.append(best)
+    summary = summarise(bests)
+    each = ", ".join(f"{cost:+.1%}" for cost in summary["costs"])
     report(
-        f"metrics cost {cost:+.1%} of server CPU per request "
-        f"({metered:.2f} against {plain:.2f} us)"
+        f"metrics cost {summary['cost']:+.1%} of server CPU per request "
+        f"({summary['on']:.2f} against {summary['off']:.2f} us, medians; "
+        f"each process: {each})"
     )
-    return {"plain": plain, "metered": metered, "cost": cost}
+    return summary
+
+
+def fastest(results: list[Result]) -> Result:
+    """The window with the least server CPU per request."""
+    return best(results, by="cpu")
 
 
 def parseArguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.metricscost",
-        description="Server CPU per request with and without --metrics.",
+        description="Server CPU per request with and without its metrics.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
     add("--seconds", type=float, default=3.0, help="measurement window")
     add("--warmup", type=float, default=1.0, help="seconds before each window")
-    add("--rounds", type=int, default=4, help="rounds per server, alternating")
+    add("--rounds", type=int, default=3, help="windows each way per process")
+    add("--instances", type=int, default=3, help="server processes")
+    add("--hash-seed", type=int, default=0, help="PYTHONHASHSEED of every server")
     opts = parser.parse_args(argv)
-    if opts.seconds <= 0 or opts.warmup < 0 or opts.rounds < 1:
-        parser.error("--seconds must be positive, --warmup not negative, --rounds >= 1")
+    if opts.seconds <= 0 or opts.warmup < 0 or opts.rounds < 1 or opts.instances < 1:
+        parser.error(
+            "--seconds must be positive, --warmup not negative, "
+            "--rounds and --instances at least 1"
+        )
+    if not 0 <= opts.hash_seed <= 4294967295:
+        parser.error("--hash-seed must be in 0..4294967295")
     return opts
 
 

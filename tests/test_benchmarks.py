@@ -1,8 +1,8 @@
 """
-The benchmark's one command runs end to end: C{python -m benchmarks.roundtrip
---quick}, a real server process, a real bare echo server, real load
-generator processes. What it reports is checked for shape and consistency,
-never for speed.
+The benchmarks run end to end: C{python -m benchmarks.roundtrip --quick}
+(a real server process, a real bare echo server, real load generator
+processes) and a short C{python -m benchmarks.metricscost}. What they
+report is checked for shape and consistency, never for speed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from benchmarks._processes import ChildProcess
 
@@ -99,6 +99,66 @@ class RoundtripBenchmarkTests(TestCase):
         self.assertEqual(len(summary["startup"]["seconds"]), 1)
         self.assertGreater(summary["startup"]["best"], 0)
         self.assertEqual(report["machine"]["rounds"], 1)
+
+
+class MetricsCostBenchmarkTests(TestCase):
+    """
+    C{python -m benchmarks.metricscost} measures each server process with
+    its metrics off and on, and reports the cost from what it measured.
+    """
+
+    timeout = 120
+
+    async def test_short(self) -> None:
+        """One process, one window each way: both lines and the cost."""
+        env = dict(os.environ, PYTHONPATH=ROOT.path)
+        arguments = ["--instances", "1", "--rounds", "1", "--seconds", "0.5"]
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable,
+            ["-m", "benchmarks.metricscost", *arguments, "--warmup", "0.2"],
+            env=env,
+            path=ROOT.path,
+            reactor=reactor,
+        )
+        text = (out + err).decode("utf-8", "replace")
+        if code == 1 and "no CPU time was measured" in text:
+            # CPU time is read in clock ticks (10 ms): a short window on a
+            # loaded machine may see none.
+            raise SkipTest("no server CPU time was seen in a 0.5 s window")
+        self.assertEqual(code, 0, text)
+        self.assertIn("(metrics off)", text)
+        self.assertIn("(metrics on)", text)
+        figures = [
+            float(line.split(" us CPU/req")[0].rsplit(None, 1)[1])
+            for line in text.splitlines()
+            if "us CPU/req" in line
+        ]
+        self.assertEqual(len(figures), 2)
+        self.assertIn("metrics cost ", text)
+
+    def test_summarise(self) -> None:
+        """
+        The cost is the median of each process's ratio; the figures each
+        way are medians too.
+        """
+        from benchmarks.metricscost import OFF, ON, summarise
+
+        summary = summarise(
+            [{OFF: 10.0, ON: 10.5}, {OFF: 8.0, ON: 8.0}, {OFF: 9.0, ON: 9.9}]
+        )
+        for cost, expected in zip(summary["costs"], [0.05, 0.0, 0.1], strict=True):
+            self.assertAlmostEqual(cost, expected)
+        self.assertAlmostEqual(summary["cost"], 0.05)
+        self.assertEqual(summary["off"], 9.0)
+        self.assertEqual(summary["on"], 9.9)
+
+    def test_summariseNothing(self) -> None:
+        """Without a figure each way, there is no cost to tell."""
+        from benchmarks._common import BenchmarkError
+        from benchmarks.metricscost import OFF, ON, summarise
+
+        for bests in ([], [{OFF: 1.0}], [{OFF: 0.0, ON: 1.0}]):
+            self.assertRaises(BenchmarkError, summarise, bests)
 
 
 class ChildProcessTests(SynchronousTestCase):
