@@ -387,8 +387,8 @@ class Dispatcher:
 
     def beginRead(self) -> None:
         """
-        The link begins to process what one read brought (while open): the
-        requests it completes are timed from now.
+        The link begins to process what one read brought: the requests it
+        completes are timed from now.
         """
         if self.observing:
             self._readStarted = self._clock()

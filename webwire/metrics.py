@@ -169,7 +169,7 @@ class IServerObserver(Interface):
     """
     What a WebWire server reports as it runs. Every method is called on the
     reactor thread and must return quickly without raising; those marked
-    hot are called for every request.
+    hot are called for every read or every request.
     """
 
     def attach(server: WebWireServerFactory) -> None:
@@ -177,9 +177,9 @@ class IServerObserver(Interface):
 
     clock = Attribute(
         """
-        Hot: a callable that returns a time in seconds (a float), what
-        request handlers' start times are taken with (L{replied},
-        L{requestDone}). Read once per connection.
+        Hot: a callable that returns a time in seconds (a float), what the
+        start of each read is timed with while observed (C{started} of
+        L{replied} and L{requestDone}). Looked up once per connection.
         """
     )
 
@@ -194,8 +194,9 @@ class IServerObserver(Interface):
         Hot, once per read: the requests C{names} (one name per request),
         read in a read of one connection that began when L{clock} said
         C{started}, are answered with replies (not errors) that their
-        handlers returned at once, not in Deferreds; those replies are
-        written now. This common case is told in one call per read, so
+        handlers returned at once, not in Deferreds; those replies have
+        been sent (written, or held to be written at the end of the read).
+        This common case is told in one call per read, so
         that it costs least; it is what L{requestDone} would be told of,
         once per request, with such replies.
         """
@@ -322,14 +323,14 @@ class _Durations:
         self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.total = 0.0
 
-    def observe(self, seconds: float) -> None:
-        """Count one duration."""
+    def observe(self, seconds: float, count: int = 1) -> None:
+        """Count C{count} durations of C{seconds} each."""
         # Most durations are in the first bucket: no search for them.
         if seconds <= self.first:
-            self.counts[0] += 1
+            self.counts[0] += count
         else:
-            self.counts[bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
+            self.counts[bisect_left(self.bounds, seconds)] += count
+        self.total += seconds * count
 
     @property
     def count(self) -> int:
@@ -429,18 +430,15 @@ class ServerMetrics:
 
     def replied(self, names: list[str], started: float) -> None:
         seconds = self.clock() - started
-        # Mostly, the requests of a read have one name, already a label.
+        # Mostly, the requests of a read have one name, already a label:
+        # one update counts them all.
         first = names[0]
         durations = self._replied.get(first)
-        if durations is None or (n := len(names)) > 1 and names.count(first) != n:
-            for name in names:
-                self._histogramOf(self._replied, self._labelOf(name)).observe(seconds)
+        if durations is not None and names.count(first) == len(names):
+            durations.observe(seconds, len(names))
             return
-        if seconds <= durations.first:
-            durations.counts[0] += n
-        else:
-            durations.counts[bisect_left(durations.bounds, seconds)] += n
-        durations.total += seconds * n
+        for name in names:
+            self._histogramOf(self._replied, self._labelOf(name)).observe(seconds)
 
     def requestDone(
         self, name: str, reply: bytes, started: float | None, cancelled: bool = False
