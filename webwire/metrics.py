@@ -198,7 +198,8 @@ class IServerObserver(Interface):
         been sent (written, or held to be written at the end of the read).
         This common case is told in one call per read, so
         that it costs least; it is what L{requestDone} would be told of,
-        once per request, with such replies.
+        once per request, with such replies. C{names} is the server's, to
+        reuse once the call returns: copy what is kept of it.
         """
 
     def requestDone(
