@@ -7,9 +7,11 @@ report is checked for shape and consistency, never for speed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
+from contextlib import redirect_stderr
 from typing import Any
 
 from twisted.internet import reactor
@@ -110,9 +112,13 @@ class MetricsCostBenchmarkTests(TestCase):
     timeout = 120
 
     async def test_short(self) -> None:
-        """One process, one window each way: both lines and the cost."""
+        """
+        One process, one window each way, at the load asked for: both
+        lines and the cost.
+        """
         env = dict(os.environ, PYTHONPATH=ROOT.path)
         arguments = ["--instances", "1", "--rounds", "1", "--seconds", "0.5"]
+        arguments += ["--inflight", "2"]
         out, err, code = await getProcessOutputAndValue(
             sys.executable,
             ["-m", "benchmarks.metricscost", *arguments, "--warmup", "0.2"],
@@ -126,6 +132,7 @@ class MetricsCostBenchmarkTests(TestCase):
             # loaded machine may see none.
             raise SkipTest("no server CPU time was seen in a 0.5 s window")
         self.assertEqual(code, 0, text)
+        self.assertIn("saturation, 16x2 64 B,", text)
         self.assertIn("(metrics off)", text)
         self.assertIn("(metrics on)", text)
         figures = [
@@ -135,6 +142,15 @@ class MetricsCostBenchmarkTests(TestCase):
         ]
         self.assertEqual(len(figures), 2)
         self.assertIn("metrics cost ", text)
+
+    def test_badArguments(self) -> None:
+        """Counts below 1 are refused before anything starts."""
+        from benchmarks.metricscost import parseArguments
+
+        for option in ("--inflight", "--instances", "--rounds"):
+            with redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+                parseArguments([option, "0"])
+        self.assertEqual(parseArguments([]).inflight, 8)
 
     def test_summarise(self) -> None:
         """

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import ident
@@ -16,7 +18,7 @@ from webwire._dispatch import ConnectionState, Dispatcher
 from webwire.application import Application
 from webwire.interfaces import IConnection
 from webwire.logonce import RepeatedEvents
-from webwire.metrics import NULL_OBSERVER
+from webwire.metrics import NULL_OBSERVER, OTHER, ServerMetrics
 from webwire.sessions.session import Session
 from webwire.traffic import Traffic
 
@@ -233,3 +235,59 @@ class DispatcherTests(SynchronousTestCase):
         self.application.waiting[0].callback(b"late")
         self.assertEqual(self.finished, 1)
         self.assertEqual(dispatcher.runningHandlers, 0)
+
+
+class ObservedDispatcherTests(SynchronousTestCase):
+    """A dispatcher that reports to L{ServerMetrics}: how it counts replies."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.registry = CollectorRegistry()
+        self.metrics = ServerMetrics(self.registry, clock=self.clock.seconds)
+        self.link = RecordingLink()
+        self.dispatcher = Dispatcher(
+            self.link,
+            Waiting(),
+            self.metrics,
+            Traffic(),
+            None,
+            RepeatedEvents("tcp:client"),
+            lambda: None,
+        )
+        self.link.dispatcher = self.dispatcher
+        self.dispatcher.open(object(), None)  # type: ignore[arg-type]
+
+    def read(self, *names: str, close: bool = False) -> None:
+        """One read of requests C{names}; the connection closes in it if C{close}."""
+        self.dispatcher.beginRead()
+        for n, name in enumerate(names):
+            self.dispatcher.received(request(n, name))
+        if close:
+            self.dispatcher.closed()
+        self.dispatcher.endRead()
+
+    def replies(self, name: str) -> float | None:
+        return self.registry.get_sample_value(
+            "webwire_requests_total", {"name": name, "outcome": "reply"}
+        )
+
+    def test_closedInARead(self) -> None:
+        """
+        A connection that closes while a read is processed counts the
+        replies of that read once, though its tally is done before.
+        """
+        self.read("echo")
+        self.read("echo", "echo")
+        self.read("echo", close=True)
+        self.assertEqual(self.replies(OTHER), 4)
+        self.assertEqual(self.metrics._tallies, set())
+
+    def test_notTallyingAfterTheRead(self) -> None:
+        """
+        Requests answered outside a read (queued, then started when a slot
+        frees) are told one by one, not counted in the tally.
+        """
+        self.read("echo")
+        self.read("echo")
+        self.dispatcher.received(request(1, "echo"))
+        self.assertEqual(self.replies(OTHER), 3)

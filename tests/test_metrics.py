@@ -41,9 +41,11 @@ from webwire.errors import RequestError
 from webwire.guard import LIMIT_WARNING_INTERVAL
 from webwire.interfaces import IConnection
 from webwire.metrics import (
+    DURATION_BUCKETS,
     OTHER,
     IServerObserver,
     NullObserver,
+    ReplyTally,
     ServerMetrics,
     metricsRoot,
 )
@@ -108,11 +110,15 @@ class ObserverTests(SynchronousTestCase):
     def test_nullObserverSubclassIsCalled(self) -> None:
         """
         The do-nothing L{NullObserver} itself is not called per request, but
-        a subclass of it is, like any observer: once per read for the
-        requests of that read answered at once (their names, and when the
-        read began by its C{clock}), and once per request for the rest.
+        a subclass of it is, like any observer. A connection counts the
+        requests it answers at once in a tally, once it has one for their
+        name: the first such request asks for one; until it has one, and
+        for other names, it tells C{replied}, once per read and name. The
+        rest is told to C{requestDone} once per request. Reads are timed
+        with the observer's C{clock}, read as each read starts and as one
+        with such requests ends.
         """
-        reads = iter(range(1, 100))  # the clock is read once per read
+        readings = iter(range(1, 100))
 
         class Recording(NullObserver):
             def __init__(self) -> None:
@@ -120,10 +126,17 @@ class ObserverTests(SynchronousTestCase):
 
             @staticmethod
             def clock() -> float:
-                return float(next(reads))
+                return float(next(readings))
 
-            def replied(self, names: list[str], started: float) -> None:
-                self.calls.append(("replied", list(names), started))
+            def tally(self, name: str) -> ReplyTally:
+                self.calls.append(("tally", name))
+                return ReplyTally(name, name.upper(), 10.0)
+
+            def tallyDone(self, tally: ReplyTally) -> None:
+                self.calls.append(("tallyDone", tally.name, tally.count, tally.seconds))
+
+            def replied(self, name: str, count: int, seconds: float) -> None:
+                self.calls.append(("replied", name, count, seconds))
 
             def requestDone(
                 self,
@@ -136,18 +149,52 @@ class ObserverTests(SynchronousTestCase):
 
         observer = Recording()
         pair = MemoryServer(ConformanceApplication(), observer=observer).connect()
+        # Read 1 was the handshake, at 1.
         pair.send(echoRequest(1, b"hi"), echoRequest(2, b"ho", "echo-binary"))
-        self.assertEqual(len(pair.replies), 2)
-        pair.send(echoRequest(3, b"x", "no such request"))
-        [notFound] = pair.replies[2:]
+        binary = "echo-binary"
+        pair.send(echoRequest(3, b"a", binary), echoRequest(4, b"b", binary))
+        pair.send(echoRequest(5, b"c", binary), echoRequest(6, b"", "no such"))
+        pair.send(echoRequest(7, b"x"))
+        self.assertEqual(len(pair.replies), 7)
+        notFound = pair.replies[5]
+        pair.close()
         self.assertEqual(
             observer.calls,
             [
-                # Read 1 was the handshake.
-                ("replied", ["echo", "echo-binary"], 2.0),
-                ("done", "no such request", notFound, 3.0, False),
+                # Read 2, from 2 to 3: no tally yet.
+                ("replied", "echo", 1, 1.0),
+                ("replied", "echo-binary", 1, 1.0),
+                ("tally", "echo-binary"),
+                # Read 3, from 4 to 5: in the tally, told nothing.
+                # Read 4, from 6 to 7: an error reply is told at once.
+                ("done", "no such", notFound, 6.0, False),
+                # Read 5, from 8 to 9: another name.
+                ("replied", "echo", 1, 1.0),
+                ("tallyDone", "echo-binary", 3, 3.0),
+                ("tally", "echo"),
+                # The close.
+                ("tallyDone", "echo", 0, 0.0),
             ],
         )
+
+    def test_nullObserverTalliesNothing(self) -> None:
+        """
+        The tallies of a L{NullObserver} take no reply: a subclass that
+        overrides only C{replied} is told of every reply made at once.
+        """
+
+        class Replied(NullObserver):
+            def __init__(self) -> None:
+                self.replies: list[tuple[str, int]] = []
+
+            def replied(self, name: str, count: int, seconds: float) -> None:
+                self.replies.append((name, count))
+
+        observer = Replied()
+        pair = MemoryServer(ConformanceApplication(), observer=observer).connect()
+        for n in range(3):
+            pair.send(echoRequest(2 * n, b"a"), echoRequest(2 * n + 1, b"b"))
+        self.assertEqual(observer.replies, [("echo", 2)] * 3)
 
     def test_badBuckets(self) -> None:
         """Bucket bounds must be given, and increase."""
@@ -228,9 +275,15 @@ class DurationTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
+        self.serve(DURATION_BUCKETS)
+
+    def serve(self, buckets: tuple[float, ...]) -> None:
+        """Serve an application that answers at once, counting with C{buckets}."""
         self.registry = CollectorRegistry()
         self.clock = Clock()
-        self.metrics = ServerMetrics(self.registry, clock=self.clock.seconds)
+        self.metrics = ServerMetrics(
+            self.registry, clock=self.clock.seconds, buckets=buckets
+        )
         self.release: Deferred[bytes] = Deferred()
         test = self
 
@@ -334,6 +387,63 @@ class DurationTests(SynchronousTestCase):
         self.assertEqual(self.sample("request_duration_seconds_count", name="ok"), 3)
         self.assertAlmostEqual(
             self.sample("request_duration_seconds_sum", name="ok") or 0, 0.006
+        )
+
+    def test_tallied(self) -> None:
+        """
+        Once a connection has a tally for a name, the replies it makes at
+        once to requests of that name, in reads that took up to the first
+        bucket's bound, are counted in it; those of longer reads are told
+        as they happen. A scrape counts both; the tally of a closed
+        connection is counted once.
+        """
+        self.serve((0.005, 0.05))
+        # 2 ms (told: the first), 4 ms twice (tallied), 6 ms three times
+        # (told: longer than the first bucket's 5 ms).
+        for n, ticks in enumerate([1, 2, 3]):
+            self.pair.send(*(request(10 * n + k, "tick") for k in range(ticks)))
+        self.assertEqual(len(self.pair.replies), 6)
+
+        def scrape() -> list[float | None]:
+            return [
+                self.sample("requests_total", name="tick", outcome="reply"),
+                self.sample("request_duration_seconds_count", name="tick"),
+                self.sample("request_duration_seconds_bucket", name="tick", le="0.005"),
+                self.sample("request_duration_seconds_bucket", name="tick", le="0.05"),
+            ]
+
+        expected: list[float | None] = [6, 6, 3, 6]
+        self.assertEqual(scrape(), expected)
+        total = self.sample("request_duration_seconds_sum", name="tick")
+        self.assertAlmostEqual(total or 0, 0.002 + 2 * 0.004 + 3 * 0.006)
+        self.pair.close()
+        self.assertEqual(scrape(), expected)
+        total2 = self.sample("request_duration_seconds_sum", name="tick")
+        self.assertEqual(total2, total)
+        # Another connection's tally adds to what the closed one counted.
+        pair = self.server.connect()
+        pair.send(request(1, "tick"))
+        pair.send(request(2, "tick"))
+        self.assertEqual(scrape(), [8, 8, 5, 8])
+
+    def test_tallyFollowsTheName(self) -> None:
+        """
+        A connection whose requests change name counts them under their
+        own labels, told or tallied, however often the name changes.
+        """
+        names = ["ok", "ok", "tick", "ok", "tick", "tick", "nope", "ok", "ok"]
+        for n, name in enumerate(names):
+            self.pair.send(request(n, name))
+        self.assertEqual(len(self.pair.replies), len(names))
+        self.assertEqual(self.sample("requests_total", name="ok", outcome="reply"), 5)
+        self.assertEqual(self.sample("requests_total", name="tick", outcome="reply"), 3)
+        self.assertEqual(self.sample("requests_total", name=OTHER, outcome="error"), 1)
+        self.assertEqual(self.sample("request_duration_seconds_count", name="ok"), 5)
+        self.assertAlmostEqual(
+            self.sample("request_duration_seconds_sum", name="tick") or 0, 0.006
+        )
+        self.assertAlmostEqual(
+            self.sample("request_duration_seconds_sum", name="ok") or 0, 0.0
         )
 
 

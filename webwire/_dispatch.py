@@ -46,7 +46,7 @@ from webwire.errors import (
 )
 from webwire.interfaces import IConnection, IWebWireServer
 from webwire.logonce import RepeatedEvents
-from webwire.metrics import IServerObserver, NullObserver
+from webwire.metrics import IServerObserver, NullObserver, ReplyTally
 from webwire.sessions.registry import SessionChannel, SessionRegistry
 from webwire.sessions.session import Session
 from webwire.traffic import Traffic
@@ -142,6 +142,7 @@ class Dispatcher:
         "_sendReply",
         "_sessions",
         "_shuttingDown",
+        "_tally",
         "_traffic",
         "_violationCode",
         "_violationReason",
@@ -197,11 +198,13 @@ class Dispatcher:
         # While observing: when the latest read began (by the observer's
         # clock), what request durations are taken from; and during a
         # read, the names of the requests of that read answered at once,
-        # told to the observer once their replies are written (in a list
-        # made once and reused: one fewer allocation per read).
+        # counted once their replies are written (in a list made once and
+        # reused: one fewer allocation per read). They are counted in
+        # _tally, the observer's, if they all have its name.
         self._readStarted: float | None = None
         self._repliedInRead: list[str] | None = None
         self._replyNames: list[str] | None = None
+        self._tally: ReplyTally | None = None
         # Handlers running now; those that returned a Deferred are also in
         # _pending (made when the first does), so that a shutdown can
         # cancel them.
@@ -311,6 +314,9 @@ class Dispatcher:
         opened = self.state is not _OPENING
         self.state = _CLOSED
         self._queue = None
+        tally, self._tally = self._tally, None
+        if tally is not None:
+            self._observer.tallyDone(tally)  # metrics
         return opened
 
     def releaseCloseWaiters(self) -> None:
@@ -403,15 +409,59 @@ class Dispatcher:
     def endRead(self) -> None:
         """
         The link has processed a read and written what that sent: the
-        observer is told of the requests of that read answered at once.
+        requests of that read answered at once are counted, in the tally
+        if they can all be (the common case, a few operations per read,
+        whatever the number of requests).
         """
         names = self._repliedInRead
+        if names is None:
+            return
         self._repliedInRead = None
-        if names:
-            try:
-                self._observer.replied(names, self._readStarted)  # type: ignore[arg-type]
-            finally:
-                names.clear()
+        if not names:
+            return
+        seconds = self._clock() - self._readStarted
+        tally = self._tally
+        count = len(names)
+        try:
+            if (
+                tally is not None
+                and seconds <= tally.bound
+                and names.count(tally.name) == count
+            ):
+                tally.count += count
+                tally.seconds += seconds * count
+            else:
+                self._countReplies(names, seconds)
+        finally:
+            names.clear()
+
+    def _countReplies(self, names: list[str], seconds: float) -> None:
+        """
+        Count replies of one read that the tally cannot all take: those
+        with the tally's name go in it if the read was short enough, the
+        others are told to the observer, by name. If none had the tally's
+        name, the tally follows the connection's requests: a new one, for
+        the last name.
+
+        :param names: The requests' names, one per reply.
+        :param seconds: How long the read took.
+        """
+        observer = self._observer
+        tally = self._tally
+        tallyName = tally.name if tally is not None else None
+        counts: dict[str, int] = {}
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+        for name, count in counts.items():
+            if name == tallyName and tally is not None and seconds <= tally.bound:
+                tally.count += count
+                tally.seconds += seconds * count
+            else:
+                observer.replied(name, count, seconds)
+        if tallyName not in counts and not self.disconnected:
+            if tally is not None:
+                observer.tallyDone(tally)
+            self._tally = observer.tally(names[-1])
 
     def received(self, message: wire.Message) -> None:
         """A message was read (and parsed) while the connection is open."""

@@ -22,13 +22,14 @@ serves C{/metrics} on that endpoint, with the process collectors
 Counting costs little where it happens. Messages, bytes and signals are
 counted by every server anyway (its L{webwire.traffic.Traffic}, a few
 additions per read and per write). Requests answered at once, the common
-case, are told to the observer once per read (L{IServerObserver.replied}):
-one clock read at the start of a read and one at its end, whatever the
-number of requests in it. The rest only adds to plain integers (Twisted
-runs it on one thread); the Prometheus metric families are made when a
-scrape asks for them (a custom collector, see L{ServerMetrics.collect}),
-and the gauges (open connections, running handlers, active sessions) and
-the traffic are read from the servers then.
+case, are counted by their connection, in a L{ReplyTally} the observer
+gave it: one clock read at the start of a read and one at its end, and
+two additions, whatever the number of requests in it; the observer adds
+the tallies up when it is scraped. The rest only adds to plain integers
+(Twisted runs it on one thread); the Prometheus metric families are made
+when a scrape asks for them (a custom collector, see
+L{ServerMetrics.collect}), and the gauges (open connections, running
+handlers, active sessions) and the traffic are read from the servers then.
 
 A request's duration runs from the start of the read that brought it to
 its reply: it includes the time it waited for a handler slot. Replies made
@@ -43,6 +44,7 @@ L{webwire.router.Router} has); every other name is counted as C{"other"}.
 
 from __future__ import annotations
 
+import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator
@@ -89,6 +91,7 @@ __all__ = [
     "MetricsResource",
     "NullObserver",
     "OTHER",
+    "ReplyTally",
     "ServerMetrics",
     "metricsRoot",
     "metricsService",
@@ -165,6 +168,41 @@ _TRAFFIC_COUNTERS: Final = (
 metric's name (without C{webwire_} and C{_total}), its help, the attribute."""
 
 
+class ReplyTally:
+    """
+    The replies one connection made at once (not in Deferreds, not errors)
+    to its requests of one name, in reads that took at most C{bound}
+    seconds: counted by the connection itself, with two additions per read,
+    where counting costs least. The observer that made it
+    (L{IServerObserver.tally}) reads it when it is scraped, and adds it to
+    its totals once the connection is done with it
+    (L{IServerObserver.tallyDone}).
+
+    :ivar name: The request name whose replies it counts.
+    :ivar label: What the observer counts them under (for L{ServerMetrics},
+        the name's label); the server does not look at it.
+    :ivar bound: The longest read, in seconds, whose replies it counts;
+        replies of longer reads are told to L{IServerObserver.replied}.
+    :ivar count: How many replies it has counted.
+    :ivar seconds: The sum of their durations, in seconds.
+    """
+
+    __slots__ = ("bound", "count", "label", "name", "seconds")
+
+    def __init__(self, name: str, label: str, bound: float) -> None:
+        self.name = name
+        self.label = label
+        self.bound = bound
+        self.count = 0
+        self.seconds = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"<ReplyTally {self.name!r} as {self.label!r}: {self.count} replies, "
+            f"{self.seconds:g} s, reads up to {self.bound:g} s>"
+        )
+
+
 class IServerObserver(Interface):
     """
     What a WebWire server reports as it runs. Every method is called on the
@@ -177,9 +215,10 @@ class IServerObserver(Interface):
 
     clock = Attribute(
         """
-        Hot: a callable that returns a time in seconds (a float), what the
-        start of each read is timed with while observed (C{started} of
-        L{replied} and L{requestDone}). Looked up once per connection.
+        Hot: a callable that returns a time in seconds (a float), what
+        reads are timed with while observed (C{started} of L{requestDone},
+        C{seconds} of L{replied} and of a L{ReplyTally}). Looked up once
+        per connection.
         """
     )
 
@@ -189,17 +228,27 @@ class IServerObserver(Interface):
     def handshakeRefused(reason: str) -> None:
         """A handshake was refused; C{reason} is one of L{REFUSALS}."""
 
-    def replied(names: list[str], started: float) -> None:
+    def tally(name: str) -> ReplyTally:
         """
-        Hot, once per read: the requests C{names} (one name per request),
-        read in a read of one connection that began when L{clock} said
-        C{started}, are answered with replies (not errors) that their
-        handlers returned at once, not in Deferreds; those replies have
-        been sent (written, or held to be written at the end of the read).
-        This common case is told in one call per read, so
-        that it costs least; it is what L{requestDone} would be told of,
-        once per request, with such replies. C{names} is the server's, to
-        reuse once the call returns: copy what is kept of it.
+        A new L{ReplyTally} for one connection's replies, made at once, to
+        requests named C{name}: the connection counts in it until it tells
+        L{tallyDone}. Called when a connection's requests answered at once
+        change name (first: when its first one is answered).
+        """
+
+    def tallyDone(tally: ReplyTally) -> None:
+        """
+        The connection is done with C{tally} (it closed, or its requests
+        changed name): what it counted is final.
+        """
+
+    def replied(name: str, count: int, seconds: float) -> None:
+        """
+        C{count} requests named C{name}, read in one read that took
+        C{seconds} (by L{clock}, from its start until its replies were
+        written), were answered with replies their handlers returned at
+        once, and not counted in a L{ReplyTally}: the read took longer
+        than its bound, or the tally was for another name.
         """
 
     def requestDone(
@@ -207,7 +256,7 @@ class IServerObserver(Interface):
     ) -> None:
         """
         Request C{name} is answered with the encoded C{reply}, in any way
-        but L{replied}'s.
+        but those counted by L{replied} and in a L{ReplyTally}.
 
         :param started: What L{clock} said when the read that brought the
             request began; C{None} if no handler was called (a shutdown
@@ -255,7 +304,15 @@ class NullObserver:
     def handshakeRefused(self, reason: str) -> None:
         pass
 
-    def replied(self, names: list[str], started: float) -> None:
+    def tally(self, name: str) -> ReplyTally:
+        # Takes no read (none is that short): a subclass that overrides
+        # replied is told of every reply.
+        return ReplyTally(name, name, -math.inf)
+
+    def tallyDone(self, tally: ReplyTally) -> None:
+        pass
+
+    def replied(self, name: str, count: int, seconds: float) -> None:
         pass
 
     def requestDone(
@@ -345,6 +402,18 @@ class _Durations:
         both.total = self.total + other.total
         return both
 
+    def copy(self) -> _Durations:
+        """A new histogram with the same counts."""
+        same = _Durations(self.bounds)
+        same.counts = list(self.counts)
+        same.total = self.total
+        return same
+
+    def addTally(self, tally: ReplyTally) -> None:
+        """Count what C{tally} counted: durations up to its bound, the first."""
+        self.counts[0] += tally.count
+        self.total += tally.seconds
+
 
 @implementer(IServerObserver)
 class ServerMetrics:
@@ -398,12 +467,15 @@ class ServerMetrics:
         self._servers: list[WebWireServerFactory] = []
         self._labels: dict[str, str] = {}
         # Requests answered through requestDone, by label and outcome, and
-        # their durations by label; those answered through replied (all
-        # with the outcome "reply") are counted only in their durations,
-        # by label, and added at a scrape.
+        # their durations by label. Those answered at once with replies
+        # (all with the outcome "reply") are counted only in durations, by
+        # label: in the tallies of open connections (all in the first
+        # bucket), and in _replied (what replied was told, and the tallies
+        # that are done). A scrape adds them up.
         self._requests: dict[tuple[str, str], int] = {}
         self._durations: dict[str, _Durations] = {}
         self._replied: dict[str, _Durations] = {}
+        self._tallies: set[ReplyTally] = set()
         self._refused = dict.fromkeys(REFUSALS, 0)
         self._restoreFailures = dict.fromkeys(RESTORE_FAILURES, 0)
         self._clusterFailures = dict.fromkeys(CLUSTER_OPERATIONS, 0)
@@ -429,17 +501,18 @@ class ServerMetrics:
     def handshakeRefused(self, reason: str) -> None:
         self._refused[reason] = self._refused.get(reason, 0) + 1
 
-    def replied(self, names: list[str], started: float) -> None:
-        seconds = self.clock() - started
-        # Mostly, the requests of a read have one name, already a label:
-        # one update counts them all.
-        first = names[0]
-        durations = self._replied.get(first)
-        if durations is not None and names.count(first) == len(names):
-            durations.observe(seconds, len(names))
-            return
-        for name in names:
-            self._histogramOf(self._replied, self._labelOf(name)).observe(seconds)
+    def tally(self, name: str) -> ReplyTally:
+        tally = ReplyTally(name, self._labelOf(name), self._bounds[0])
+        self._tallies.add(tally)
+        return tally
+
+    def tallyDone(self, tally: ReplyTally) -> None:
+        if tally in self._tallies:
+            self._tallies.remove(tally)
+            self._histogramOf(self._replied, tally.label).addTally(tally)
+
+    def replied(self, name: str, count: int, seconds: float) -> None:
+        self._histogramOf(self._replied, self._labelOf(name)).observe(seconds, count)
 
     def requestDone(
         self, name: str, reply: bytes, started: float | None, cancelled: bool = False
@@ -534,14 +607,15 @@ class ServerMetrics:
             "Requests answered, by name and outcome.",
             labels=["name", "outcome"],
         )
+        replied = self._repliedNow()
         counts = dict(self._requests)
-        for label, durations in self._replied.items():
+        for label, durations in replied.items():
             key = (label, "reply")
             counts[key] = counts.get(key, 0) + durations.count
         for (name, outcome), count in sorted(counts.items()):
             requests.add_metric([name, outcome], count)
         yield requests
-        yield self._histogram()
+        yield self._histogram(replied)
         yield _gauge(
             "handlers_running",
             "Request and signal handlers running now.",
@@ -596,7 +670,17 @@ class ServerMetrics:
         info.add_metric([__version__], 1)
         yield info
 
-    def _histogram(self) -> HistogramMetricFamily:
+    def _repliedNow(self) -> dict[str, _Durations]:
+        """
+        The durations of the requests answered at once with replies, by
+        label: C{_replied} and the tallies of the open connections.
+        """
+        replied = {label: d.copy() for label, d in self._replied.items()}
+        for tally in self._tallies:
+            self._histogramOf(replied, tally.label).addTally(tally)
+        return replied
+
+    def _histogram(self, replied: dict[str, _Durations]) -> HistogramMetricFamily:
         family = HistogramMetricFamily(
             "webwire_request_duration_seconds",
             "Seconds from reading a request to its reply, by name.",
@@ -604,9 +688,9 @@ class ServerMetrics:
         )
         bounds = [_bound(b) for b in self._bounds] + ["+Inf"]
         histograms = dict(self._durations)
-        for label, replied in self._replied.items():
+        for label, durations in replied.items():
             general = histograms.get(label)
-            histograms[label] = replied if general is None else general.add(replied)
+            histograms[label] = durations if general is None else general.add(durations)
         for name, durations in sorted(histograms.items()):
             cumulative = 0
             buckets = []
