@@ -247,8 +247,8 @@ class IServerObserver(Interface):
         C{count} requests named C{name}, read in one read that took
         C{seconds} (by L{clock}, from its start until its replies were
         written), were answered with replies their handlers returned at
-        once, and not counted in a L{ReplyTally}: the read took longer
-        than its bound, or the tally was for another name.
+        once, and not counted in a L{ReplyTally}: the connection had none
+        for that name, or the read took longer than the tally's bound.
         """
 
     def requestDone(
