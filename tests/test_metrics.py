@@ -328,6 +328,30 @@ class DurationTests(SynchronousTestCase):
                 self.sample("request_duration_seconds_sum", name=name) or 0, seconds
             )
 
+    def assertEachCounted(self, names: list[str], seconds: dict[str, float]) -> None:
+        """
+        The requests C{names} were answered and counted under their labels:
+        C{ok} and C{tick} with replies whose durations add up to
+        C{seconds[name]}, the unknown C{nope} as an error of L{OTHER}.
+        """
+        self.assertEqual(len(self.pair.replies), len(names))
+        for name in ("ok", "tick"):
+            count = names.count(name)
+            self.assertEqual(
+                self.sample("requests_total", name=name, outcome="reply"), count
+            )
+            self.assertEqual(
+                self.sample("request_duration_seconds_count", name=name), count
+            )
+            self.assertAlmostEqual(
+                self.sample("request_duration_seconds_sum", name=name) or 0,
+                seconds[name],
+            )
+        self.assertEqual(
+            self.sample("requests_total", name=OTHER, outcome="error"),
+            names.count("nope"),
+        )
+
     def test_toTheEndOfTheRead(self) -> None:
         """
         Requests answered at once during one read all take until its end:
@@ -380,14 +404,8 @@ class DurationTests(SynchronousTestCase):
         """
         names = ["ok", "tick", "ok", "nope", "ok"]
         self.pair.send(*(request(n, name) for n, name in enumerate(names)))
-        self.assertEqual(len(self.pair.replies), len(names))
-        self.assertEqual(self.sample("requests_total", name="ok", outcome="reply"), 3)
-        self.assertEqual(self.sample("requests_total", name="tick", outcome="reply"), 1)
-        self.assertEqual(self.sample("requests_total", name=OTHER, outcome="error"), 1)
-        self.assertEqual(self.sample("request_duration_seconds_count", name="ok"), 3)
-        self.assertAlmostEqual(
-            self.sample("request_duration_seconds_sum", name="ok") or 0, 0.006
-        )
+        # All five take until the end of the read, after one tick (2 ms).
+        self.assertEachCounted(names, {"ok": 3 * 0.002, "tick": 0.002})
 
     def test_tallied(self) -> None:
         """
@@ -434,17 +452,8 @@ class DurationTests(SynchronousTestCase):
         names = ["ok", "ok", "tick", "ok", "tick", "tick", "nope", "ok", "ok"]
         for n, name in enumerate(names):
             self.pair.send(request(n, name))
-        self.assertEqual(len(self.pair.replies), len(names))
-        self.assertEqual(self.sample("requests_total", name="ok", outcome="reply"), 5)
-        self.assertEqual(self.sample("requests_total", name="tick", outcome="reply"), 3)
-        self.assertEqual(self.sample("requests_total", name=OTHER, outcome="error"), 1)
-        self.assertEqual(self.sample("request_duration_seconds_count", name="ok"), 5)
-        self.assertAlmostEqual(
-            self.sample("request_duration_seconds_sum", name="tick") or 0, 0.006
-        )
-        self.assertAlmostEqual(
-            self.sample("request_duration_seconds_sum", name="ok") or 0, 0.0
-        )
+        # One request per read: only ticks take time, 2 ms each.
+        self.assertEachCounted(names, {"ok": 0.0, "tick": 3 * 0.002})
 
 
 class TrafficTests(SynchronousTestCase):
