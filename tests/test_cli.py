@@ -28,10 +28,12 @@ from twisted.internet.protocol import (
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from tests.helpers import LoopbackServer
 from tests.test_endtoend import RecordingApplication
 from webwire import wire
+from webwire._cliargs import _joinSessionValues
 from webwire.cli import (
     EXIT_CONNECTION,
     EXIT_FAILURE,
@@ -41,7 +43,8 @@ from webwire.cli import (
     EXIT_USAGE,
 )
 from webwire.conformance import ConformanceApplication, DeliberateInternalError
-from webwire.interfaces import IConnection
+from webwire.interfaces import IConnection, ISessionKeyGenerator
+from webwire.sessions import RandomKeyGenerator
 
 ROOT = FilePath(__file__).parent().parent()
 
@@ -567,6 +570,50 @@ class CommandLineTests(TestCase):
         result = await self.runTool("request", self.url, "whoami", "--session", key)
         self.assertSucceeded(result)
         self.assertEqual(result.out, f"{key}\n")
+
+    async def test_keyStartingWithDash(self) -> None:
+        """
+        A session key may begin with C{-}: C{--session KEY} takes it as it
+        is, and C{restore} takes it after C{--}.
+        """
+
+        @implementer(ISessionKeyGenerator)
+        class DashKeys:
+            def generate(self) -> str:
+                return "-" + RandomKeyGenerator().generate()[1:]
+
+        server = LoopbackServer(self, ConformanceApplication(), keyGenerator=DashKeys())
+        url = f"ws://127.0.0.1:{server.portNumber}/"
+        result = await self.runTool("request", url, "login", "ada")
+        self.assertSucceeded(result)
+        key = result.out.strip()
+        self.assertTrue(key.startswith("-"), key)
+        result = await self.runTool("request", url, "whoami", "--session", key)
+        self.assertSucceeded(result)
+        self.assertEqual(result.out, f"{key}\n")
+        result = await self.runTool("listen", url, "--session", key, "--count", "1")
+        self.assertSucceeded(result)
+        self.assertEqual(result.lines[-1], f"session restored: {key}")
+        result = await self.runTool("restore", url, "--", key)
+        self.assertSucceeded(result)
+        self.assertEqual(json.loads(result.out)["key"], key)
+
+    def test_sessionValuesJoined(self) -> None:
+        """
+        C{--session KEY} is read as C{--session=KEY}, whatever KEY looks
+        like, but not after C{--}.
+        """
+        self.assertEqual(
+            _joinSessionValues(["listen", "U", "--session", "-k", "--count", "1"]),
+            ["listen", "U", "--session=-k", "--count", "1"],
+        )
+        self.assertEqual(
+            _joinSessionValues(["request", "U", "echo", "--", "--session", "-k"]),
+            ["request", "U", "echo", "--", "--session", "-k"],
+        )
+        # Nothing after it: argparse says the value is missing.
+        dangling = ["listen", "--session"]
+        self.assertEqual(_joinSessionValues(dangling), dangling)
 
     async def test_restoreUnknown(self) -> None:
         """Restoring a session the server does not know: exit 1."""

@@ -7,6 +7,7 @@ checks argparse cannot make.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -41,10 +42,11 @@ examples:
   webwire request ws://localhost:8080/ echo hello
   webwire request ws://localhost:8080/ echo "68 69" --hex --json
   webwire request ws://localhost:8080/ login ada    # prints the session key
-  webwire restore ws://localhost:8080/ KEY
+  webwire restore ws://localhost:8080/ -- KEY
   webwire signal ws://localhost:8080/ echo-signal hi
   webwire listen wss://example.org/ --session KEY --ca-certificates ca.pem
-  (put -- before a PAYLOAD that starts with "-")
+  (put -- before a PAYLOAD or KEY that may start with "-", as session
+  keys may; --session KEY takes any key)
 
 """
 
@@ -253,8 +255,28 @@ def buildParser() -> argparse.ArgumentParser:
     return parser
 
 
+def _joinSessionValues(argv: Sequence[str]) -> list[str]:
+    """
+    C{--session KEY} as C{--session=KEY}: a session key may begin with
+    C{-} (base64url), which argparse would take for an option. Arguments
+    after C{--} are left alone.
+    """
+    joined: list[str] = []
+    rest = iter(argv)
+    for arg in rest:
+        if arg == "--":
+            joined.append(arg)
+            joined.extend(rest)
+            break
+        value = next(rest, None) if arg == "--session" else None
+        joined.append(arg if value is None else f"--session={value}")
+    return joined
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    args = buildParser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = buildParser().parse_args(_joinSessionValues(argv))
     parser: argparse.ArgumentParser = args.commandParser
     if getattr(args, "hex", False):
         if args.utf16:
