@@ -558,14 +558,14 @@ class CommandLineTests(TestCase):
         self.assertSucceeded(result)
         key = result.out.strip()
         self.assertTrue(key)
-        result = await self.runTool("restore", self.url, key)
+        result = await self.runTool("restore", self.url, "--", key)
         self.assertSucceeded(result)
         session = json.loads(result.out)
         self.assertEqual(
             (session["key"], session["info"]), (key, {"user": "ada"}), result
         )
         self.assertIn("creation", session)
-        result = await self.runTool("restore", self.url, key, "--json")
+        result = await self.runTool("restore", self.url, "--json", "--", key)
         self.assertEqual(json.loads(result.out)["type"], "session")
         result = await self.runTool("request", self.url, "whoami", "--session", key)
         self.assertSucceeded(result)

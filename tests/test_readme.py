@@ -485,7 +485,7 @@ class ReadmeCommandTests(TestCase):
             await process.match(re.compile(rb"starting on (\d+)"))
             processes.append(process)
         await self.probe("webwire request ws://localhost:8080/ login ada", None)
-        await self.probe("webwire restore ws://localhost:8081/ KEY", '"ada"')
+        await self.probe("webwire restore ws://localhost:8081/ -- KEY", '"ada"')
         for (command, check), process in zip(servers, processes, strict=True):
             for pidFile in check.pidFiles:
                 _terminate(os.path.join(self.directory, pidFile))
