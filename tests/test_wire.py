@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import h, ident
 from webwire import wire
+from webwire.wire import _parse
 
 
 def encodeWithFunction(message: wire.Message) -> bytes:
@@ -882,6 +883,61 @@ SIZED: Sequence[tuple[str, int, Callable[[int | None], bytes]]] = [
 ]
 """(description, encoded size, encoder taking C{maxSize}) for every message
 that a peer's buffer size limits."""
+
+
+class NameCacheTests(SynchronousTestCase):
+    """
+    L{wire.parse} hands out one C{str} object per request or signal name
+    seen lately, from a cache that stays bounded.
+    """
+
+    def encodings(self, name: str) -> list[bytes]:
+        """
+        C{name} in a request and a signal of every encoding, each message
+        a new C{bytes} object.
+        """
+        messages = []
+        for encoding in (BINARY, UTF8, UTF16):
+            messages.append(wire.encodeRequest(ID1, name, b"xy", encoding))
+            messages.append(wire.encodeSignal(name, b"xy", encoding))
+        return messages
+
+    def test_repeatedNameIsOneObject(self) -> None:
+        """
+        A name parsed again, in any message with a name, is the very
+        object parsed before, and equal to its bytes decoded as Latin-1.
+        """
+        names = []
+        for message in self.encodings("echo") + self.encodings("echo"):
+            parsed = wire.parse(message)
+            assert isinstance(parsed, (wire.Request, wire.Signal))
+            names.append(parsed.name)
+        self.assertEqual(["echo"] * 12, names)
+        self.assertEqual([id(names[0])] * 12, [id(each) for each in names])
+        raw = b"\xe9cho"
+        latin1 = bytes([wire.MessageType.REQUEST_BINARY, *ID1, len(raw), *raw, 1])
+        first, second = wire.parse(latin1), wire.parse(bytes(bytearray(latin1)))
+        assert isinstance(first, wire.Request) and isinstance(second, wire.Request)
+        self.assertEqual("\xe9cho", first.name)
+        self.assertIs(first.name, second.name)
+
+    def test_floodStaysBounded(self) -> None:
+        """
+        A flood of distinct names keeps at most C{_NAME_CACHE_SIZE} of
+        them, each parsed right; names are shared again after the flood.
+        """
+        limit = _parse._NAME_CACHE_SIZE
+        for number in range(3 * limit):
+            name = f"flood-{number}"
+            parsed = wire.parse(wire.encodeRequest(ID1, name, b"", BINARY))
+            assert isinstance(parsed, wire.Request)
+            self.assertEqual(name, parsed.name)
+            self.assertLessEqual(len(_parse._names), limit)
+        first, second = (
+            wire.parse(wire.encodeRequest(ID1, "after", b"", BINARY)) for _ in range(2)
+        )
+        assert isinstance(first, wire.Request) and isinstance(second, wire.Request)
+        self.assertIs(first.name, second.name)
 
 
 class EncoderRefusalTests(SynchronousTestCase):

@@ -34,6 +34,24 @@ from webwire.wire._messages import (
 _HEARTBEAT_MESSAGE: Final = Heartbeat()
 _SESSION_CLOSED_MESSAGE: Final = SessionClosed()
 
+_NAME_CACHE_SIZE: Final = 256
+
+# The names decoded lately, by their bytes: emptied when full, so that a
+# flood of distinct names costs a decoding each, as without it, and
+# holds at most _NAME_CACHE_SIZE names (each at most 255 bytes).
+_names: dict[bytes, str] = {}
+
+
+def _decodeName(raw: bytes) -> str:
+    """The name of a request or signal, from its bytes (see L{parse})."""
+    name = _names.get(raw)
+    if name is None:
+        name = raw.decode("latin-1")
+        if len(_names) >= _NAME_CACHE_SIZE:
+            _names.clear()
+        _names[raw] = name
+    return name
+
 
 def _parseErrorReply(data: bytes) -> Message:
     size = len(data)
@@ -127,7 +145,7 @@ def _signalParser(encoding: Encoding) -> Callable[[bytes], Message]:
                 f"signal too short for its name ({data[1]} bytes announced, "
                 f"{size - 2} present)"
             )
-        return Signal(data[2:end].decode("latin-1"), data[end:], encoding)
+        return Signal(_decodeName(data[2:end]), data[end:], encoding)
 
     return parseSignal
 
@@ -143,7 +161,7 @@ def _parseSignalUtf16(data: bytes) -> Message:
             f"UTF-16 signal too short ({size} bytes): it needs a payload of at "
             f"least 2 bytes after its {n}-byte name"
         )
-    return Signal(data[2 : 2 + n].decode("latin-1"), data[start:], Encoding.UTF16)
+    return Signal(_decodeName(data[2 : 2 + n]), data[start:], Encoding.UTF16)
 
 
 def _requestParser(encoding: Encoding) -> Callable[[bytes], Message]:
@@ -159,9 +177,12 @@ def _requestParser(encoding: Encoding) -> Callable[[bytes], Message]:
                 f"request too short for its name ({data[9]} bytes announced, "
                 f"{size - 10} present)"
             )
-        return _newRequest(
-            data[1:9], data[10:end].decode("latin-1"), data[end:], encoding
-        )
+        # _decodeName(), inline: called for every request.
+        raw = data[10:end]
+        name = _names.get(raw)
+        if name is None:
+            name = _decodeName(raw)
+        return _newRequest(data[1:9], name, data[end:], encoding)
 
     return parseRequest
 
@@ -182,7 +203,7 @@ def _parseRequestUtf16(data: bytes) -> Message:
             f"{size - 10} present)"
         )
     return _newRequest(
-        data[1:9], data[10 : 10 + n].decode("latin-1"), data[start:], Encoding.UTF16
+        data[1:9], _decodeName(data[10 : 10 + n]), data[start:], Encoding.UTF16
     )
 
 
@@ -228,6 +249,13 @@ _PARSERS: Final[dict[int, Callable[[bytes], Message]]] = {
 def parse(data: bytes) -> Message:
     """
     Parse one complete WebWire message.
+
+    Request and signal names are decoded as Latin-1 (any byte is
+    accepted). A name parsed lately comes back as the same C{str} object
+    (up to 256 distinct names are kept; the cache is emptied when full):
+    cheaper than decoding it again, and what looks it up (a router's
+    table, the metrics' labels) compares it by identity and hashes it
+    once.
 
     :param data: The payload of one binary WebSocket message.
     :returns: The message, one of the types of L{Message}.
