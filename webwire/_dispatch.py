@@ -198,12 +198,12 @@ class Dispatcher:
         # While observing: when the latest read began (by the observer's
         # clock), what request durations are taken from; and during a
         # read, the names of the requests of that read answered at once,
-        # counted once their replies are written (in a list made once and
-        # reused: one fewer allocation per read). They are counted in
-        # _tally, the observer's, if they all have its name.
+        # counted once their replies are written (in a list made once, if
+        # observing, and reused: one fewer allocation per read). They are
+        # counted in _tally, the observer's, if they all have its name.
         self._readStarted: float | None = None
         self._repliedInRead: list[str] | None = None
-        self._replyNames: list[str] | None = None
+        self._replyNames: list[str] | None = [] if self.observing else None
         self._tally: ReplyTally | None = None
         # Handlers running now; those that returned a Deferred are also in
         # _pending (made when the first does), so that a shutdown can
@@ -401,10 +401,7 @@ class Dispatcher:
         """
         if self.observing:
             self._readStarted = self._clock()
-            names = self._replyNames
-            if names is None:
-                names = self._replyNames = []
-            self._repliedInRead = names
+            self._repliedInRead = self._replyNames
 
     def endRead(self) -> None:
         """
