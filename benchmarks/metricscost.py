@@ -24,11 +24,13 @@ without, therefore cannot show. So each server process is measured both
 ways: its metrics are switched off and on between windows (the generators
 connect anew for each window, and a connection reports to what its server
 had when it was accepted), in an order that alternates from round to
-round. Each process keeps its best window each way (the least CPU per
-request); its cost of metrics is the ratio of the two, minus one. The
-benchmark runs C{--instances} such processes, all with one hash seed
-(C{PYTHONHASHSEED}), and reports the median of their costs and the
-spread: how far apart they are.
+round. The machine's own speed drifts too (other work on its CPUs and
+caches) by more than the cost, but slowly: so each round's two windows
+of a process, one right after the other, are a pair, whose ratio (on
+over off, minus one) is what metrics cost in that pair. The benchmark
+runs C{--instances} such processes, all with one hash seed
+(C{PYTHONHASHSEED}), and reports the median of every pair's cost, their
+quartiles, and each process's median.
 """
 
 from __future__ import annotations
@@ -55,25 +57,38 @@ from benchmarks.roundtrip import (
 OFF, ON = "metrics off", "metrics on"
 
 
-def summarise(bests: list[dict[str, float]]) -> dict[str, Any]:
+def summarise(pairs: list[list[tuple[float, float]]]) -> dict[str, Any]:
     """
-    The cost of metrics from each process's best CPU per request each way.
+    The cost of metrics from each process's paired windows.
 
-    :param bests: One per process: microseconds per request, its best
-        window with metrics L{OFF} and L{ON}.
-    :returns: C{costs} (each process's: on over off, minus one), C{cost}
-        (their median), C{off} and C{on} (the medians of the processes'
-        figures).
-    :raises BenchmarkError: If a figure is missing or 0.
+    :param pairs: One list per process, one pair per round: microseconds
+        of server CPU per request in its window with metrics off, and in
+        the window with metrics on next to it.
+    :returns: C{cost} (the median of every pair's on over off, minus
+        one), C{low} and C{high} (their first and third quartiles),
+        C{costs} (each process's median), C{off} and C{on} (the medians of
+        every window each way).
+    :raises BenchmarkError: If a process has no pair, or a figure is 0.
     """
-    if not bests or not all(best.get(OFF) and best.get(ON) for best in bests):
+    if not pairs or not all(
+        each and all(off and on for off, on in each) for each in pairs
+    ):
         raise BenchmarkError("no CPU time was measured: use a longer --seconds")
-    costs = [best[ON] / best[OFF] - 1 for best in bests]
+    everyCost = [on / off - 1 for each in pairs for off, on in each]
+    low, _, high = (
+        statistics.quantiles(everyCost, n=4, method="inclusive")
+        if len(everyCost) > 1
+        else everyCost * 3
+    )
     return {
-        "costs": costs,
-        "cost": statistics.median(costs),
-        "off": statistics.median(best[OFF] for best in bests),
-        "on": statistics.median(best[ON] for best in bests),
+        "cost": statistics.median(everyCost),
+        "low": low,
+        "high": high,
+        "costs": [
+            statistics.median(on / off - 1 for off, on in each) for each in pairs
+        ],
+        "off": statistics.median(off for each in pairs for off, _ in each),
+        "on": statistics.median(on for each in pairs for _, on in each),
     }
 
 
@@ -122,21 +137,24 @@ async def run(bench: MetricsBench) -> dict[str, Any]:
     for server in servers:
         await bench.stopServer(server)
     report(f"saturation, {load.name}, the best window of each process each way:")
-    bests = []
+    pairs = []
     for measured in windows:
-        best = {}
         for way in (OFF, ON):
-            chosen = fastest(measured[way])
-            report(line(chosen) + f"  ({way})")
-            if chosen.serverCpuPerRequest is not None:
-                best[way] = chosen.serverCpuPerRequest
-        bests.append(best)
-    summary = summarise(bests)
+            report(line(fastest(measured[way])) + f"  ({way})")
+        pairs.append(
+            [
+                (off.serverCpuPerRequest, on.serverCpuPerRequest)
+                for off, on in zip(measured[OFF], measured[ON], strict=True)
+                if off.serverCpuPerRequest and on.serverCpuPerRequest
+            ]
+        )
+    summary = summarise(pairs)
     each = ", ".join(f"{cost:+.1%}" for cost in summary["costs"])
     report(
-        f"metrics cost {summary['cost']:+.1%} of server CPU per request "
-        f"({summary['on']:.2f} against {summary['off']:.2f} us, medians; "
-        f"each process: {each})"
+        f"metrics cost {summary['cost']:+.1%} of server CPU per request, the "
+        f"median of {sum(map(len, pairs))} paired windows (quartiles "
+        f"{summary['low']:+.1%}, {summary['high']:+.1%}; {summary['on']:.2f} "
+        f"against {summary['off']:.2f} us, medians; each process: {each})"
     )
     return summary
 

@@ -154,27 +154,48 @@ class MetricsCostBenchmarkTests(TestCase):
 
     def test_summarise(self) -> None:
         """
-        The cost is the median of each process's ratio; the figures each
-        way are medians too.
+        The cost is the median over every pair of windows of on over off;
+        each process's is the median of its pairs; the figures each way
+        are medians of every window.
         """
-        from benchmarks.metricscost import OFF, ON, summarise
+        from benchmarks.metricscost import summarise
 
         summary = summarise(
-            [{OFF: 10.0, ON: 10.5}, {OFF: 8.0, ON: 8.0}, {OFF: 9.0, ON: 9.9}]
+            [
+                [(10.0, 10.5), (12.0, 12.0), (10.0, 11.0)],
+                [(8.0, 8.0), (9.0, 9.9)],
+            ]
         )
-        for cost, expected in zip(summary["costs"], [0.05, 0.0, 0.1], strict=True):
+        for cost, expected in zip(summary["costs"], [0.05, 0.05], strict=True):
             self.assertAlmostEqual(cost, expected)
+        # The pairs' costs, in order: 0, 0, 0.05, 0.1, 0.1.
         self.assertAlmostEqual(summary["cost"], 0.05)
-        self.assertEqual(summary["off"], 9.0)
-        self.assertEqual(summary["on"], 9.9)
+        self.assertAlmostEqual(summary["low"], 0.0)
+        self.assertAlmostEqual(summary["high"], 0.1)
+        self.assertEqual(summary["off"], 10.0)
+        self.assertEqual(summary["on"], 10.5)
+
+    def test_summariseOnePair(self) -> None:
+        """One pair is its own median and quartiles."""
+        from benchmarks.metricscost import summarise
+
+        summary = summarise([[(8.0, 8.2)]])
+        for key in ("cost", "low", "high"):
+            self.assertAlmostEqual(summary[key], 0.025)
 
     def test_summariseNothing(self) -> None:
         """Without a figure each way, there is no cost to tell."""
         from benchmarks._common import BenchmarkError
-        from benchmarks.metricscost import OFF, ON, summarise
+        from benchmarks.metricscost import summarise
 
-        for bests in ([], [{OFF: 1.0}], [{OFF: 0.0, ON: 1.0}]):
-            self.assertRaises(BenchmarkError, summarise, bests)
+        cases: list[list[list[tuple[float, float]]]] = [
+            [],
+            [[]],
+            [[(1.0, 1.1)], []],
+            [[(0.0, 1.0)]],
+        ]
+        for pairs in cases:
+            self.assertRaises(BenchmarkError, summarise, pairs)
 
 
 class ChildProcessTests(SynchronousTestCase):
