@@ -145,7 +145,9 @@ def _signalParser(encoding: Encoding) -> Callable[[bytes], Message]:
                 f"signal too short for its name ({data[1]} bytes announced, "
                 f"{size - 2} present)"
             )
-        return Signal(_decodeName(data[2:end]), data[end:], encoding)
+        raw = data[2:end]
+        # _decodeName(raw), without a call when the name is known.
+        return Signal(_names.get(raw) or _decodeName(raw), data[end:], encoding)
 
     return parseSignal
 
@@ -177,11 +179,9 @@ def _requestParser(encoding: Encoding) -> Callable[[bytes], Message]:
                 f"request too short for its name ({data[9]} bytes announced, "
                 f"{size - 10} present)"
             )
-        # _decodeName(), inline: called for every request.
         raw = data[10:end]
-        name = _names.get(raw)
-        if name is None:
-            name = _decodeName(raw)
+        # _decodeName(raw), without a call when the name is known.
+        name = _names.get(raw) or _decodeName(raw)
         return _newRequest(data[1:9], name, data[end:], encoding)
 
     return parseRequest
